@@ -1,0 +1,104 @@
+"""transformers ``CLIPModel`` behind the :class:`FrozenCLIP` interface."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import Tensor
+
+from bimors.backbones.base import FrozenCLIP, ImageFeatures, Preprocess, gather_eos
+
+logger = logging.getLogger(__name__)
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class HFCLIP(FrozenCLIP):
+    """A frozen transformers ``CLIPModel`` (hub id such as
+    ``openai/clip-vit-base-patch16``, or a folder written by ``save_pretrained``).
+
+    The text path is re-assembled from the model's own embedding, encoder and
+    final LayerNorm so that prompts can enter as embeddings and be truncated.
+    """
+
+    adapter = "hf"
+
+    def __init__(self, model, tokenizer, preprocess: Preprocess, model_id: str) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.preprocess = preprocess
+        self.model_id = model_id
+        tcfg, vcfg = model.config.text_config, model.config.vision_config
+        self.vision_width = int(vcfg.hidden_size)
+        self.text_width = int(tcfg.hidden_size)
+        self.embed_dim = int(model.config.projection_dim)
+        self.context_length = int(tcfg.max_position_embeddings)
+        self.sot_id = int(tokenizer.bos_token_id)
+        self.eot_id = int(tokenizer.eos_token_id)
+        self.causal_text = True
+        self.freeze()
+
+    @classmethod
+    def from_pretrained(cls, model_id: str, pretrained: str | None = None) -> HFCLIP:
+        """Load model, tokenizer and preprocessing settings from a hub id or folder."""
+        from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
+
+        if pretrained:
+            raise ValueError(
+                "backbone.pretrained is an open_clip option; for the 'hf' adapter put the "
+                "hub id or folder in backbone.model"
+            )
+        model = CLIPModel.from_pretrained(model_id, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(model_id)
+        size = int(model.config.vision_config.image_size)
+        mean, std = OPENAI_MEAN, OPENAI_STD
+        try:
+            proc = AutoImageProcessor.from_pretrained(model_id)
+            mean = tuple(float(x) for x in proc.image_mean)
+            std = tuple(float(x) for x in proc.image_std)
+        except (OSError, ValueError, AttributeError):
+            logger.warning("no image processor config in %s; using OpenAI CLIP mean/std", model_id)
+        return cls(model, tokenizer, Preprocess(size, mean, std, "bicubic"), model_id)
+
+    def tokenize(self, texts: list[str]) -> Tensor:
+        out = self.tokenizer(
+            list(texts),
+            padding="max_length",
+            max_length=self.context_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        return out["input_ids"]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def embed_tokens(self, ids: Tensor) -> Tensor:
+        return self.model.text_model.embeddings.token_embedding(ids.to(self.device))
+
+    def encode_prompts(self, embeds: Tensor, eos_positions: Tensor) -> Tensor:
+        from transformers.masking_utils import create_causal_mask
+
+        text = self.model.text_model
+        length = embeds.shape[1]
+        position_ids = text.embeddings.position_ids[:, :length]
+        hidden = text.embeddings(inputs_embeds=embeds, position_ids=position_ids)
+        mask = create_causal_mask(
+            config=text.config, inputs_embeds=hidden, attention_mask=None, cache=None
+        )
+        hidden = text.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True)
+        hidden = text.final_layer_norm(hidden.last_hidden_state)
+        return self.model.text_projection(gather_eos(hidden, eos_positions))
+
+    def encode_image(self, pixels: Tensor) -> ImageFeatures:
+        out = self.model.vision_model(pixel_values=pixels)
+        pooled = self.model.visual_projection(out.pooler_output)
+        pooled = pooled / pooled.norm(dim=-1, keepdim=True)
+        return ImageFeatures(pooled=pooled, tokens=out.last_hidden_state)
+
+    @property
+    def logit_scale(self) -> Tensor:
+        return self.model.logit_scale.exp()

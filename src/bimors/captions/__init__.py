@@ -1,0 +1,1 @@
+"""Captions: a frozen captioner, a frozen caption encoder and the caption store."""

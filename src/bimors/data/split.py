@@ -1,0 +1,136 @@
+"""Train/val/test splits in the published format of the RS protocols.
+
+A split file is JSON ``{"train"|"val"|"test": [[relpath, label, classname], ...]}``
+(the CoOp/APPLeNet format). The label order it defines is the protocol's label
+order: the class with label 0 comes first, and base/new partitions follow it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+from bimors import atomic
+from bimors.errors import DataError
+
+PARTS = ("train", "val", "test")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One image: its path relative to the dataset's image root, label and class folder name."""
+
+    relpath: str
+    label: int
+    classname: str
+
+
+@dataclasses.dataclass
+class Split:
+    """Disjoint train, val and test samples over classes in label order."""
+
+    classnames: list[str]
+    train: list[Sample]
+    val: list[Sample]
+    test: list[Sample]
+
+    def part(self, name: str) -> list[Sample]:
+        if name not in PARTS:
+            raise ValueError(f"unknown split part {name!r}; valid: {', '.join(PARTS)}")
+        return getattr(self, name)
+
+    def to_json(self) -> dict[str, list[list]]:
+        return {p: [[s.relpath, s.label, s.classname] for s in self.part(p)] for p in PARTS}
+
+    @classmethod
+    def from_json(cls, data: dict, source: str = "split") -> Split:
+        """Parse the published format, checking labels are 0..n-1 with one name each."""
+        if not isinstance(data, dict) or not all(p in data for p in PARTS):
+            raise DataError(f"{source}: a split file needs the keys train, val and test")
+        names: dict[int, str] = {}
+        parts: dict[str, list[Sample]] = {}
+        for p in PARTS:
+            items = []
+            for i, row in enumerate(data[p]):
+                if not (isinstance(row, list) and len(row) == 3 and isinstance(row[1], int)):
+                    raise DataError(
+                        f"{source}: {p}[{i}] must be [relpath, label, classname], got {row!r}"
+                    )
+                relpath, label, name = row
+                if names.setdefault(label, name) != name:
+                    raise DataError(
+                        f"{source}: label {label} is both {names[label]!r} and {name!r} ({p}[{i}])"
+                    )
+                items.append(Sample(str(relpath), label, str(name)))
+            parts[p] = items
+        if sorted(names) != list(range(len(names))):
+            raise DataError(f"{source}: labels must be 0..{len(names) - 1}, got {sorted(names)}")
+        return cls(
+            [names[i] for i in range(len(names))], parts["train"], parts["val"], parts["test"]
+        )
+
+    def save(self, path: str | Path) -> None:
+        atomic.write_text(path, json.dumps(self.to_json()))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Split:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"split file {path} does not exist") from None
+        except json.JSONDecodeError as err:
+            raise DataError(
+                f"split file {path} is not valid JSON ({err}); delete or re-fetch it"
+            ) from None
+        return cls.from_json(data, str(path))
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed from ``parts`` that is the same on every run, process and machine.
+
+    Python's ``hash`` of a string changes per process; SHA-256 does not.
+    """
+    digest = hashlib.sha256("|".join(map(str, parts)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def seeded_split(
+    items: list[tuple[str, str]],
+    classnames: list[str],
+    seed: int = 0,
+    p_train: float = 0.5,
+    p_val: float = 0.2,
+) -> Split:
+    """Per-class random split of ``(relpath, classname)`` items; test is the rest.
+
+    The proportions (50/20/30) follow CoOp's ``read_and_split_data``. Items are
+    sorted before shuffling, so file-system order never matters; every class
+    with at least 3 images gets at least one image in each part.
+    """
+    label_of = {c: i for i, c in enumerate(classnames)}
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for relpath, name in items:
+        by_class[name].append(relpath)
+    parts: dict[str, list[Sample]] = {p: [] for p in PARTS}
+    for name in classnames:
+        paths = sorted(by_class.get(name, []))
+        if len(paths) < 3:
+            raise DataError(f"class {name!r} has {len(paths)} images; a split needs at least 3")
+        random.Random(stable_seed("split", seed, name)).shuffle(paths)
+        n_train = max(1, round(len(paths) * p_train))
+        n_val = max(1, round(len(paths) * p_val))
+        n_train = min(n_train, len(paths) - 2)
+        n_val = min(n_val, len(paths) - n_train - 1)
+        cut = {
+            "train": paths[:n_train],
+            "val": paths[n_train : n_train + n_val],
+            "test": paths[n_train + n_val :],
+        }
+        for p, ps in cut.items():
+            parts[p].extend(Sample(r, label_of[name], name) for r in ps)
+    return Split(list(classnames), parts["train"], parts["val"], parts["test"])

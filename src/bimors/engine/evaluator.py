@@ -1,0 +1,62 @@
+"""The one evaluator: accuracy of any method on any split."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import torch
+from tqdm.auto import tqdm
+
+from bimors.engine.data import TaskData, make_loader
+from bimors.engine.precision import autocast
+from bimors.methods.base import Method
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class EvalResult:
+    accuracy: float  # percent
+    correct: int
+    total: int
+    per_class: list[float]  # percent, label order
+
+    @property
+    def macro_accuracy(self) -> float:
+        return sum(self.per_class) / max(len(self.per_class), 1)
+
+
+@torch.no_grad()
+def evaluate(
+    method: Method,
+    data: TaskData,
+    batch_size: int = 100,
+    precision: str = "fp32",
+    num_workers: int = 0,
+    progress: bool = False,
+) -> EvalResult:
+    """Top-1 accuracy of ``method`` on ``data`` (the method's class set is switched to it)."""
+    if method.classnames != data.classnames:
+        method.set_classnames(data.classnames)
+    method.eval()
+    device = method.backbone.device
+    n_cls = len(data.classnames)
+    correct = torch.zeros(n_cls, dtype=torch.long)
+    total = torch.zeros(n_cls, dtype=torch.long)
+    loader = make_loader(data, batch_size, train=False, num_workers=num_workers)
+    for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
+        pixels = batch["pixels"].to(device)
+        labels = batch["label"]
+        caps = data.captions[batch["index"]].to(device) if data.captions is not None else None
+        with autocast(device, precision):
+            logits = method(method.image_features(pixels), caps)
+        pred = logits.argmax(dim=-1).cpu()
+        total += torch.bincount(labels, minlength=n_cls)
+        correct += torch.bincount(labels[pred == labels], minlength=n_cls)
+    n, c = int(total.sum()), int(correct.sum())
+    per_class = [
+        100.0 * float(a) / float(b) if b else float("nan")
+        for a, b in zip(correct, total, strict=True)
+    ]
+    return EvalResult(100.0 * c / max(n, 1), c, n, per_class)

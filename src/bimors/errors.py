@@ -1,0 +1,31 @@
+"""Exceptions the toolkit raises on bad input.
+
+They subclass the built-in exception a caller would expect (so generic handlers
+keep working) and carry a message that names the offending file or field and
+the fix, which the CLI prints without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class BimorsError(Exception):
+    """Base class of every user-facing error; the CLI prints its message and exits 2."""
+
+
+class UnknownNameError(BimorsError, KeyError):
+    """A method, backbone or dataset name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it verbatim
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(BimorsError, ValueError):
+    """A config field with a wrong name, type or value."""
+
+
+class DataError(BimorsError, ValueError):
+    """A missing, empty or unreadable dataset file or folder."""
+
+
+class CheckpointError(BimorsError, ValueError):
+    """A checkpoint whose keys, shapes or provenance do not match the model."""

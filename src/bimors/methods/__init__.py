@@ -1,0 +1,40 @@
+"""Methods in one registry; every method runs on the one trainer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bimors.backbones.base import FrozenCLIP
+from bimors.methods.base import Method, MethodConfig
+from bimors.methods.bimors import BiMoRS
+from bimors.methods.cocoop import CoCoOp
+from bimors.methods.coop import CoOp
+from bimors.methods.zeroshot import ZeroShotCLIP
+from bimors.registry import Registry
+
+METHODS: Registry[type[Method]] = Registry("method")
+for _cls in (ZeroShotCLIP, CoOp, CoCoOp, BiMoRS):
+    METHODS.register(_cls.name)(_cls)
+
+
+def method_config(name: str, params: dict[str, Any] | None = None) -> MethodConfig:
+    """The validated config of method ``name`` from a plain dict of options."""
+    from bimors.config import from_dict
+
+    return from_dict(METHODS.get(name).config_cls, params or {}, f"method.{name}")
+
+
+def build_method(
+    name: str,
+    backbone: FrozenCLIP,
+    classnames: list[str],
+    params: dict[str, Any] | MethodConfig | None = None,
+    caption_dim: int | None = None,
+) -> Method:
+    """Build method ``name`` on ``backbone`` for ``classnames``."""
+    cls = METHODS.get(name)
+    cfg = params if isinstance(params, MethodConfig) else method_config(name, params)
+    return cls(backbone, classnames, cfg, caption_dim=caption_dim if cls.uses_captions else None)
+
+
+__all__ = ["METHODS", "Method", "MethodConfig", "build_method", "method_config"]

@@ -1,0 +1,55 @@
+"""The learnable-context prompt shared by CoOp, CoCoOp and BiMoRS.
+
+``ctx`` holds ``n_ctx`` vectors that replace the placeholder words of
+"X X X X <class name>." (or of the initialising phrase, "a photo of a").
+Subclasses only decide how ``ctx`` is conditioned on the image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from bimors.backbones.base import FrozenCLIP
+from bimors.methods.base import Method, MethodConfig
+from bimors.methods.prompting import ClassPrompts, init_context
+
+
+@dataclasses.dataclass
+class ContextConfig(MethodConfig):
+    """Learnable context: ``ctx_init`` (a phrase) sets both the length and the initial value;
+    with an empty ``ctx_init``, ``n_ctx`` random vectors are used."""
+
+    n_ctx: int = 4
+    ctx_init: str = "a photo of a"
+
+
+class ContextMethod(Method):
+    """A method with one learnable context ``ctx`` of shape (n_ctx, D)."""
+
+    config_cls = ContextConfig
+
+    def __init__(
+        self,
+        backbone: FrozenCLIP,
+        classnames: list[str],
+        cfg: ContextConfig | None = None,
+        caption_dim: int | None = None,
+    ) -> None:
+        super().__init__(backbone, classnames, cfg, caption_dim)
+        ctx = init_context(backbone, self.cfg.ctx_init, self.cfg.n_ctx)
+        self.n_ctx = ctx.shape[0]
+        self.ctx = nn.Parameter(ctx.to(backbone.device))
+
+    def build_prompts(self, classnames: list[str]) -> ClassPrompts:
+        placeholder = " ".join(["X"] * self.n_ctx)
+        return ClassPrompts(
+            self.backbone, [f"{placeholder} {name}." for name in classnames], self.n_ctx
+        )
+
+    def finish_init(self, classnames: list[str]) -> None:
+        """Build the class prompts once every submodule exists (called by subclasses)."""
+        with torch.no_grad():
+            self.set_classnames(classnames)

@@ -1,0 +1,1 @@
+"""The generalisation protocols of the RS prompt-learning literature, as pure functions."""

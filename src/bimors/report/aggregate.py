@@ -1,0 +1,76 @@
+"""Mean and spread over seeds, and the harmonic mean the base-to-new tables report.
+
+The standard HM (CoCoOp, APPLeNet, BiMoRS) is computed from the seed-averaged
+base and new accuracies, not averaged over per-seed HMs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+
+def harmonic_mean(base: float, new: float) -> float:
+    """2 * base * new / (base + new); 0 when both are 0."""
+    return 0.0 if base + new == 0 else 2.0 * base * new / (base + new)
+
+
+@dataclasses.dataclass
+class Stat:
+    mean: float
+    std: float  # sample standard deviation over seeds (0 for one seed)
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Stat:
+        if not values:
+            return cls(math.nan, math.nan, 0)
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return cls(statistics.fmean(values), std, len(values))
+
+
+@dataclasses.dataclass
+class Base2NewRow:
+    method: str
+    dataset: str
+    base: Stat
+    new: Stat
+
+    @property
+    def hm(self) -> float:
+        return harmonic_mean(self.base.mean, self.new.mean)
+
+
+def base2new_rows(records: Iterable[dict[str, Any]]) -> list[Base2NewRow]:
+    """One row per (method, dataset) from base2new records, plus an ``average`` dataset row
+    per method (mean over datasets of the seed-averaged accuracies)."""
+    acc: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    for r in records:
+        if r.get("protocol") != "base2new":
+            continue
+        acc[(r["method"], r["dataset"], r["split"])].append(float(r["accuracy"]))
+    pairs = list(dict.fromkeys((m, d) for m, d, _ in acc))  # order of first appearance
+    rows = [
+        Base2NewRow(m, d, Stat.of(acc[(m, d, "base")]), Stat.of(acc[(m, d, "new")]))
+        for m, d in pairs
+    ]
+    by_method: dict[str, list[Base2NewRow]] = defaultdict(list)
+    for row in rows:
+        by_method[row.method].append(row)
+    out: list[Base2NewRow] = []
+    for method, mrows in by_method.items():
+        out.extend(mrows)
+        if len(mrows) > 1:
+            out.append(
+                Base2NewRow(
+                    method,
+                    "average",
+                    Stat.of([r.base.mean for r in mrows]),
+                    Stat.of([r.new.mean for r in mrows]),
+                )
+            )
+    return out

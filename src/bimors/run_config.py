@@ -1,0 +1,158 @@
+"""The resolved configuration of one run: backbone, data, captions, method and training.
+
+Presets (``bimors/configs/<method>.yaml``) give each method its reference
+hyper-parameters; a user file and dotted overrides go on top. The resolved
+config is saved with every run and checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+from bimors.config import (
+    apply_overrides,
+    deep_merge,
+    from_dict,
+    load_preset,
+    load_yaml,
+    preset_names,
+    to_dict,
+)
+from bimors.errors import ConfigError
+from bimors.methods import METHODS, MethodConfig, method_config
+
+
+@dataclasses.dataclass
+class BackboneConfig:
+    """``adapter`` is ``hf`` (transformers) or ``open_clip``; ``model`` a hub id, name or folder."""
+
+    adapter: str = "hf"
+    model: str = "openai/clip-vit-base-patch16"
+    pretrained: str | None = None  # open_clip tag or checkpoint file
+
+
+@dataclasses.dataclass
+class DataConfig:
+    dataset: str = "imagefolder"
+    root: str = ""
+    shots: int = 16  # per class; 0 or less means all training images
+    classnames: Literal["reference", "readable"] = "reference"
+    num_workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.num_workers < 0:
+            raise ValueError("data.num_workers must be >= 0")
+
+
+@dataclasses.dataclass
+class CaptionConfig:
+    """Where caption vectors come from (needed by methods that use captions)."""
+
+    store: str | None = None  # caption store file; default: <root>/captions.sqlite
+    captioner: str = "Salesforce/blip2-flan-t5-xl"
+    encoder: str = "bert-base-uncased"
+    num_beams: int = 4
+    max_new_tokens: int = 16
+    batch_size: int = 16
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """SGD with a constant warm-up then cosine decay, stepped once per epoch (as Dassl does)."""
+
+    epochs: int = 10
+    batch_size: int = 4
+    lr: float = 0.009
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_epochs: int = 1
+    warmup_lr: float = 1e-5
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    eval_batch_size: int = 100
+    seed: int = 1
+    deterministic: bool = False
+    selection: Literal["last", "val"] = "last"
+    nonfinite: Literal["stop", "skip"] = "stop"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be >= 1")
+        if self.lr <= 0:
+            raise ValueError("train.lr must be > 0")
+        if not 0 <= self.warmup_epochs < max(self.epochs, 1) + 1:
+            raise ValueError("train.warmup_epochs must be between 0 and train.epochs")
+
+
+@dataclasses.dataclass
+class RunConfig:
+    method: str = "bimors"
+    method_params: MethodConfig = dataclasses.field(default_factory=MethodConfig)
+    backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    captions: CaptionConfig = dataclasses.field(default_factory=CaptionConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict; the method section holds its name and its options."""
+        out = to_dict(self)
+        out["method"] = {"name": self.method, **out.pop("method_params")}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Validate a nested dict (as :meth:`to_dict` writes it)."""
+        data = dict(data)
+        method = data.pop("method", {}) or {}
+        if isinstance(method, str):
+            method = {"name": method}
+        if not isinstance(method, dict):
+            raise ConfigError(f"method: expected a mapping with a name, got {method!r}")
+        method = dict(method)
+        name = method.pop("name", "bimors")
+        METHODS.get(name)
+        sections = from_dict(_Sections, data, "config")
+        return cls(
+            method=name,
+            method_params=method_config(name, method),
+            backbone=sections.backbone,
+            data=sections.data,
+            captions=sections.captions,
+            train=sections.train,
+        )
+
+
+@dataclasses.dataclass
+class _Sections:
+    backbone: BackboneConfig = dataclasses.field(default_factory=BackboneConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    captions: CaptionConfig = dataclasses.field(default_factory=CaptionConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+def resolve_config(
+    method: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+) -> RunConfig:
+    """Preset of ``method`` (if any) <- ``config_file`` <- ``overrides``, validated.
+
+    The method may come from the argument, the file or an override
+    (``method.name=coop``); its preset is applied first.
+    """
+    user = load_yaml(config_file) if config_file else {}
+    user = apply_overrides(user, overrides or [])
+    user_method = user.get("method", {})
+    if isinstance(user_method, str):
+        user_method = {"name": user_method}
+        user["method"] = user_method
+    name = method or (user_method or {}).get("name") or "bimors"
+    METHODS.get(name)
+    base = load_preset(name) if name in preset_names() else {}
+    merged = deep_merge(base, user)
+    merged.setdefault("method", {})
+    merged["method"] = {**merged["method"], "name": name}
+    return RunConfig.from_dict(merged)
