@@ -70,6 +70,10 @@ def test_demo_writes_results_report_and_plot(tmp_path, capsys):
     with Image.open(out / "base2new.png") as im:
         assert im.format == "PNG" and im.size[0] > 100
     # trained methods leave checkpoints and metrics; the zero-shot run has nothing to train
-    assert (out / "runs" / "bimors" / "seed1" / "checkpoint.pt").is_file()
-    assert (out / "runs" / "bimors" / "seed1" / "metrics.jsonl").is_file()
+    assert (
+        out / "runs" / "base2new" / "synthetic" / "bimors" / "seed1" / "checkpoint.pt"
+    ).is_file()
+    assert (
+        out / "runs" / "base2new" / "synthetic" / "bimors" / "seed1" / "metrics.jsonl"
+    ).is_file()
     assert not list(out.rglob("*.tmp"))

