@@ -67,13 +67,16 @@ def test_training_lowers_the_loss_and_never_changes_clip(scenes, hf_backbone, na
     assert result.selection == "last" and result.selected_epoch == 8
 
 
-def test_bf16_autocast_keeps_trainable_weights_and_momentum_float32(scenes, hf_backbone):
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_autocast_keeps_trainable_weights_and_momentum_float32(scenes, hf_backbone, precision):
     train, _, _ = _tasks(scenes, hf_backbone, shots=2)
     method = build_method("cocoop", hf_backbone, train.classnames)
-    trainer = Trainer(
-        method, TrainConfig(epochs=1, batch_size=2, precision="bf16", warmup_epochs=0)
-    )
+    before = method.ctx.detach().clone()
+    cfg = TrainConfig(epochs=4, batch_size=2, precision=precision, warmup_epochs=0)
+    trainer = Trainer(method, cfg)
+    assert trainer.scaler.is_enabled() == (precision == "fp16")
     trainer.fit(train)
+    assert not torch.equal(method.ctx, before) and torch.isfinite(method.ctx).all()
     assert all(p.dtype == torch.float32 for p in method.trainable_parameters())
     states = [trainer.optimizer.state[p]["momentum_buffer"] for p in method.trainable_parameters()]
     assert states and all(s.dtype == torch.float32 for s in states)
