@@ -1,8 +1,8 @@
 """The published split files, where a reference copy exists: pins, orders, counts, protocols.
 
-The files are read from ``$BIMORS_REFERENCE_SPLITS``, ``<repo>/../shared/reference/
-applenet_splits`` or ``/work/shared/reference/applenet_splits``; the tests are
-skipped where none exists. Nothing from them is copied into the repository.
+The files are read from ``$BIMORS_REFERENCE_SPLITS`` or
+``<repo>/../shared/reference/applenet_splits`` (one level further up for a git
+worktree); the tests are skipped where none exists. Nothing from them is copied into the repository.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ def _reference_dir() -> Path | None:
     candidates = [Path(p) for p in env.split(os.pathsep) if p]
     candidates += [
         REPO.parent / "shared" / "reference" / "applenet_splits",
-        REPO.parent.parent / "shared" / "reference" / "applenet_splits",
-        Path("/work/shared/reference/applenet_splits"),
+        REPO.parent.parent / "shared" / "reference" / "applenet_splits",  # a git worktree
     ]
     for c in candidates:
         if (c / "patternnet.json").is_file():
