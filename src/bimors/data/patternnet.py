@@ -38,7 +38,7 @@ class PatternNet(SceneDataset):
         source="https://sites.google.com/view/zhouwx/dataset",
         licence="research use per the authors; no standard licence text found",
         citation="Zhou et al., PatternNet, ISPRS J. Photogramm. Remote Sens. 145, 2018",
-        layout="<root>/images/<class>/<name><n>.jpg (e.g. images/oil_well/oilwell107.jpg); "
+        layout="<root>/images/<class>/<name><n>.jpg (e.g. images/oil_well/oilwell<n>.jpg); "
         "the downloaded archive's PatternNet/images/ is found too",
         images=30400,
         archive=Archive(

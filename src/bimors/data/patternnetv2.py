@@ -30,9 +30,7 @@ APPLENET_CITATION = (
     "Singha, Jha, Solanki, Bose, Banerjee, APPLeNet: Visual Attention Parameterized Prompt "
     "Learning for Few-Shot Remote Sensing Image Generalization using CLIP, CVPR Workshops 2023"
 )
-V2_LAYOUT = (
-    "<root>/images/<class>/<class>_<n>.jpg (16 shared classes, e.g. images/beach/beach_268.jpg)"
-)
+V2_LAYOUT = "<root>/images/<class>/<class>_<n>.jpg (16 shared classes)"
 
 
 def v2_manual(drive_url: str) -> str:

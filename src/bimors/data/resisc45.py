@@ -40,7 +40,7 @@ class RESISC45(SceneDataset):
         licence="not stated in a standard form; research use",
         citation="Cheng, Han, Lu, Remote Sensing Image Scene Classification: Benchmark and "
         "State of the Art, Proc. IEEE 105(10), 2017",
-        layout="<root>/images/<class>/<class>_<nnn>.jpg (e.g. images/runway/runway_197.jpg); "
+        layout="<root>/images/<class>/<class>_<nnn>.jpg; "
         "the archive's NWPU-RESISC45/<class>/ is found too",
         images=31500,
         archive=Archive(

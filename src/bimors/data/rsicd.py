@@ -51,7 +51,7 @@ class RSICD(SceneDataset):
         licence="not stated in a standard form; research use",
         citation="Lu et al., Exploring Models and Data for Remote Sensing Image Caption "
         "Generation, IEEE TGRS 56(4), 2018",
-        layout="<root>/images/<class>/<class>_<n>.jpg (e.g. images/center/center_165.jpg)",
+        layout="<root>/images/<class>/<class>_<n>.jpg",
         images=10000,
         manual="download RSICD_images from the links at "
         "https://github.com/201528014227051/RSICD_optimal, then move every file named "
