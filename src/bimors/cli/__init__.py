@@ -18,7 +18,17 @@ from bimors import __version__
 from bimors.errors import BimorsError
 
 #: Sub-command modules, in the order ``bimors --help`` lists them.
-COMMANDS = ("listing", "tiny_models", "demo", "train", "eval", "run", "report", "predict")
+COMMANDS = (
+    "listing",
+    "tiny_models",
+    "demo",
+    "data",
+    "train",
+    "eval",
+    "run",
+    "report",
+    "predict",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
