@@ -54,7 +54,7 @@ def test_imagefolder_split_is_saved_disjoint_and_reused(scenes):
     parts = [{s.relpath for s in split.part(p)} for p in ("train", "val", "test")]
     assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
     assert sum(map(len, parts)) == 6 * 12
-    assert ds.split_file.is_file()
+    assert ds.split_path is not None and ds.split_path.is_file()
     assert SyntheticScenes(scenes).split() == split
 
 
@@ -94,14 +94,14 @@ def test_imagefolder_errors_name_the_path(tmp_path):
     (tmp_path / "ds" / "lake").mkdir()
     draw_scene("forest", 0, 0, 16).save(tmp_path / "ds" / "forest" / "a.png")
     ds = build_dataset("imagefolder", tmp_path / "ds")
-    with pytest.raises(DataError, match=r"class folder .*lake has no images"):
+    with pytest.raises(DataError, match=r"class folder.*no images.*lake"):
         ds.split()
 
 
 def test_unreadable_image_error_names_the_file(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    with pytest.raises(DataError, match="broken.jpg cannot be decoded"):
+    with pytest.raises(DataError, match=r"broken.jpg: corrupt or truncated image"):
         open_rgb(bad)
     with pytest.raises(DataError, match="does not exist"):
         open_rgb(tmp_path / "nope.png")

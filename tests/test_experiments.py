@@ -132,7 +132,8 @@ def test_eval_reproduces_the_run_records_and_refuses_other_classes(
     # a dataset folder with other classes under the same name is refused for the trained split
     other = tmp_path / "synthetic"
     shutil.copytree(env["scenes"], other)
-    (other / "split_bimors.json").unlink()
+    for saved in other.glob("split_bimors*.json"):
+        saved.unlink()
     shutil.rmtree(other / "river")
     capsys.readouterr()
     rc = main(
@@ -218,7 +219,7 @@ def test_predict_cli_and_api(env, trained_run, capsys):
     assert [p for _, p in got] == pytest.approx([p for _, p in top], abs=1e-5)
 
 
-def _launch(args, tmp_path, port):
+def _launch(args, tmp_path, port, expect_rc=0):
     """Run ``bimors ARGS`` in two CPU processes under accelerate (gloo)."""
     import os
     import subprocess
@@ -231,9 +232,9 @@ def _launch(args, tmp_path, port):
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600, check=False
+        cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.returncode == 0) == (expect_rc == 0), proc.stderr[-3000:]
     return proc
 
 
@@ -274,6 +275,10 @@ def test_two_process_training_completes(env, tmp_path):
     recs = _records(out)
     assert [r["split"] for r in recs] == ["base", "new"]
     assert (out / "checkpoint.pt").is_file() and not (out / "last.pt").exists()
+    # a refused run directory fails on every rank at once instead of leaving one waiting
+    args[args.index("cocoop")] = "coop"
+    proc = _launch(args, tmp_path, 29519, expect_rc=1)
+    assert "holds method 'cocoop', not 'coop'" in proc.stderr
 
 
 @pytest.mark.slow

@@ -100,11 +100,11 @@ def run_plan(
         "dataset": plan.train_dataset.name,
         "seed": seed,
     }
-    status = run.prepare(cfg.to_dict(), meta, overwrite)
+    dist = dist or Dist(cfg.train.device)
+    status = dist.on_main(lambda: run.prepare(cfg.to_dict(), meta, overwrite))
     if status == "done":
         logger.info("%s is finished; skipping (use --overwrite to rerun)", run.path)
         return run.records()
-    dist = dist or Dist(cfg.train.device)
     uses_captions = METHODS.get(cfg.method).uses_captions
     if uses_captions and stores is None:
         raise ValueError(f"method {cfg.method!r} needs caption stores")
@@ -115,7 +115,8 @@ def run_plan(
 
     train = data(plan.train_dataset, plan.train, True)
     val = data(plan.train_dataset, plan.val, False)
-    run.write_json("fewshot.json", plan.fewshot)
+    if dist.is_main:
+        run.write_json("fewshot.json", plan.fewshot)
     torch.manual_seed(seed)  # the method's random init is part of the seeded run
     method = build_method(
         cfg.method,

@@ -10,12 +10,16 @@ process on the chosen device.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import cached_property
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Dist:
@@ -83,3 +87,33 @@ class Dist:
     def barrier(self) -> None:
         if self.world_size > 1:
             self.accelerator.wait_for_everyone()
+
+    def on_main(self, fn: Callable[[], T]) -> T:
+        """``fn()`` run by the main process only, its result handed to every process.
+
+        For work with side effects on shared files (creating a run directory):
+        if every rank did it they would race, one rank seeing the other's
+        half-made folder. An error on the main process is raised on every rank,
+        so no process is left waiting in a collective for one that has exited.
+        """
+        if self.world_size == 1:
+            return fn()
+        import torch.distributed as tdist
+
+        box: list[object] = [None]
+        error: BaseException | None = None
+        if self.is_main:
+            try:
+                box[0] = ("ok", fn())
+            except BaseException as err:  # noqa: BLE001 - re-raised below on every rank
+                error = err
+                box[0] = ("error", f"{type(err).__name__}: {err}")
+        tdist.broadcast_object_list(box, src=0)
+        kind, value = box[0]  # type: ignore[misc]
+        if error is not None:
+            raise error
+        if kind == "error":
+            from bimors.errors import BimorsError
+
+            raise BimorsError(f"the main process failed: {value}")
+        return value  # type: ignore[return-value]
