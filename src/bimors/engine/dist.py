@@ -105,7 +105,7 @@ class Dist:
         if self.is_main:
             try:
                 box[0] = ("ok", fn())
-            except BaseException as err:  # noqa: BLE001 - re-raised below on every rank
+            except BaseException as err:  # re-raised below, after every rank knows
                 error = err
                 box[0] = ("error", f"{type(err).__name__}: {err}")
         tdist.broadcast_object_list(box, src=0)
