@@ -141,9 +141,11 @@ def test_job_batch_1_and_batch_n_make_the_same_store(data, captioner, encoder, t
 
 
 def test_encoder_batch_equals_reference_per_caption_mean(encoder):
-    texts = ["a river", "dense residential area with many small houses and roads", "runway"]
-    batched = encoder.encode(texts)
-    assert batched.shape == (3, 384) and batched.dtype == torch.float32
+    texts = ["a river", "dense residential area with many small houses and roads", "a river"]
+    texts.append("runway")
+    batched = encoder.encode(texts)  # a duplicate caption is encoded once, returned twice
+    assert batched.shape == (4, 384) and batched.dtype == torch.float32
+    torch.testing.assert_close(batched[0], batched[2], atol=0, rtol=0)
     for text, row in zip(texts, batched, strict=True):
         # The official recipe: one caption alone, mean over all its tokens.
         alone = encoder.tokenizer(text, return_tensors="pt")
@@ -255,3 +257,18 @@ def test_no_model_or_transformers_at_import():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.gpu
+def test_batched_job_on_cuda(data, blip2, tmp_path):
+    enc = CaptionEncoder.from_pretrained(str(minilm_path()), "cuda")
+    keys = relpaths_of(data)
+    fp32 = Captioner.from_pretrained(blip2, GenerationSettings(), "cuda", torch.float32)
+    captions = {}
+    for bs in (1, 4):
+        with caption_images(data, keys, tmp_path / f"{bs}.sqlite", fp32, enc, bs, False) as store:
+            captions[bs] = {r.relpath: r.caption for r in store}
+    assert captions[1] == captions[4] and len(captions[1]) == len(keys)
+    bf16 = Captioner.from_pretrained(blip2, GenerationSettings(), "cuda", torch.bfloat16)
+    with caption_images(data, keys, tmp_path / "bf16.sqlite", bf16, enc, 4, False) as store:
+        assert len(store) == len(keys) and store.provenance["captioner_dtype"] == "bfloat16"

@@ -13,6 +13,7 @@ from typing import Any
 
 from bimors import __version__, atomic
 from bimors.backbones.base import FrozenCLIP
+from bimors.captions.provenance import expected_provenance
 from bimors.captions.store import CaptionStore
 from bimors.data.base import SceneDataset
 from bimors.data.images import ImageDataset
@@ -35,6 +36,7 @@ def task_data(
     store: CaptionStore | None,
     style: str,
     fill_command: str | None = None,
+    expect: dict[str, Any] | None = None,
 ) -> TaskData:
     """Images of ``task`` with the backbone's transform and, if a store is given, captions."""
     images = ImageDataset(
@@ -42,7 +44,7 @@ def task_data(
     )
     captions = None
     if store is not None:
-        captions = store.vectors([s.relpath for s in task.samples], fill_command)
+        captions = store.vectors([s.relpath for s in task.samples], fill_command, expect)
     return TaskData(images, dataset.prompt_names(task.classnames, style), captions)
 
 
@@ -64,11 +66,13 @@ def run_base2new(
     elif store is None:
         raise ValueError(f"method {cfg.method!r} needs a caption store (captions.store)")
     style = cfg.data.classnames
-    fill = f"bimors caption --dataset {dataset.name} --root {dataset.root}"
-    train = task_data(dataset, tasks.train, backbone, True, store, style, fill)
-    val = task_data(dataset, tasks.val, backbone, False, store, style, fill)
-    test_base = task_data(dataset, tasks.test_base, backbone, False, store, style, fill)
-    test_new = task_data(dataset, tasks.test_new, backbone, False, store, style, fill)
+    fill = store.fill_command(dataset.name, dataset.root) if store is not None else None
+    c = cfg.captions  # the store must hold vectors of the models the config names
+    expect = expected_provenance(c.captioner, c.encoder, c.num_beams, c.max_new_tokens)
+    train = task_data(dataset, tasks.train, backbone, True, store, style, fill, expect)
+    val = task_data(dataset, tasks.val, backbone, False, store, style, fill, expect)
+    test_base = task_data(dataset, tasks.test_base, backbone, False, store, style, fill, expect)
+    test_new = task_data(dataset, tasks.test_new, backbone, False, store, style, fill, expect)
     method = build_method(
         cfg.method, backbone, train.classnames, cfg.method_params, store.dim if store else None
     )

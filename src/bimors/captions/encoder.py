@@ -76,9 +76,18 @@ class CaptionEncoder:
 
     @torch.inference_mode()
     def encode(self, texts: list[str]) -> Tensor:
-        """Float32 vectors (N, dim) on the CPU, one per caption."""
+        """Float32 vectors (N, dim) on the CPU, one per caption.
+
+        Each distinct caption is encoded once: captioners repeat themselves on
+        scene datasets ("an aerial view of a parking lot"), and a duplicate
+        costs a full encoder pass for the same vector.
+        """
         if not texts:
             return torch.empty(0, self.dim)
+        unique = list(dict.fromkeys(texts))
+        if len(unique) < len(texts):
+            index = {t: i for i, t in enumerate(unique)}
+            return self.encode(unique)[[index[t] for t in texts]]
         device = next(self.model.parameters()).device
         batch = self.tokenizer(
             list(texts),
