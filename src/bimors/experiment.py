@@ -147,6 +147,9 @@ def run_plan(
     val = data(plan.train_dataset, plan.val, False)
     if dist.is_main:
         run.write_json("fewshot.json", plan.fewshot)
+        datasets = {plan.train_dataset.name: plan.train_dataset}
+        datasets.update({spec.dataset.name: spec.dataset for spec in plan.evals})
+        run.write_json("data.json", {name: ds.provenance() for name, ds in datasets.items()})
     torch.manual_seed(seed)  # the method's random init is part of the seeded run
     method = build_method(
         cfg.method,
