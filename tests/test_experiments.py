@@ -205,6 +205,29 @@ def test_run_grid_report_and_skip(env, tmp_path, capsys):
     ).stat().st_mtime_ns == stamp
 
 
+def test_run_with_caption_fills_the_default_store_then_trains(env, tmp_path, capsys):
+    from bimors.captions.store import CaptionStore, default_store_path
+    from bimors.tiny import minilm_path
+
+    scenes = tmp_path / "synthetic"
+    shutil.copytree(env["scenes"], scenes)
+    runs = tmp_path / "runs"
+    argv = ["-q", "run", "--protocol", "base2new", "--method", "bimors", "--dataset",
+            "synthetic", "--seeds", "1", "--root", str(scenes), "--out", str(runs),
+            *env["sets"], "--set", "train.epochs=1"]  # fmt: skip
+    assert main(argv) == 2  # no store yet and no --caption: refused, naming the command
+    assert "make it with: bimors caption --dataset synthetic" in capsys.readouterr().err
+    assert main([*argv, "--caption"]) == 0
+    blip2 = env["sets"][5].split("=", 1)[1]  # captions.captioner=<tiny BLIP-2>
+    store_path = default_store_path(scenes, blip2, str(minilm_path()))
+    with CaptionStore(store_path, readonly=True) as store:
+        assert len(store) == len(list(scenes.glob("*/*.png")))
+    assert (runs / "base2new" / "synthetic" / "bimors" / "seed1" / "results.jsonl").is_file()
+    stamp = store_path.stat().st_mtime_ns
+    assert main([*argv, "--caption"]) == 0  # complete store and finished run: nothing redone
+    assert store_path.stat().st_mtime_ns == stamp
+
+
 def test_predict_cli_and_api(env, trained_run, capsys):
     from bimors.predict import Predictor
 

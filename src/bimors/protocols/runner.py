@@ -17,6 +17,7 @@ from bimors.data.base import SceneDataset
 from bimors.engine.dist import Dist
 from bimors.errors import ConfigError
 from bimors.experiment import CaptionStores, run_plan
+from bimors.methods import METHODS
 from bimors.protocols.plans import PROTOCOLS
 from bimors.run_config import RunConfig, resolve_config
 
@@ -76,8 +77,14 @@ def run_grid(
     stores: dict[str, str] | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    caption: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run ``protocol`` for every method, training dataset and seed; returns all records."""
+    """Run ``protocol`` for every method, training dataset and seed; returns all records.
+
+    With ``caption``, the caption stores of every dataset the grid touches are
+    first filled (see :func:`bimors.captions.fill.fill_stores`), so the grid
+    runs from raw images in one call.
+    """
     proto = PROTOCOLS.get(protocol)
     sources = datasets or ([proto.default_source] if proto.default_source else [])
     if not sources:
@@ -92,6 +99,14 @@ def run_grid(
         )
         train_ds = roots.dataset(source, dataset_options(first.data))
         target_ds = [roots.dataset(t) for t in target_names]
+        captioned = [m for m in methods if METHODS.get(m).uses_captions]
+        if caption and captioned:
+            from bimors.captions.fill import fill_stores
+
+            cfg = config_for(captioned[0], source, roots(source), seeds[0], config_file, overrides)
+            fill_stores(
+                CaptionStores(cfg, stores), [train_ds, *target_ds], cfg.train.device, progress
+            )
         for method in methods:
             for seed in seeds:
                 cfg = config_for(method, source, roots(source), seed, config_file, overrides or [])
