@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from bimors.engine.checkpoint import save_checkpoint
 from bimors.engine.data import TaskData, make_loader
 from bimors.engine.evaluator import evaluate
+from bimors.engine.features import fit_closed_form
 from bimors.engine.precision import autocast, grad_scaler
 from bimors.engine.schedule import lr_at_epoch
 from bimors.errors import BimorsError
@@ -100,6 +101,8 @@ class Trainer:
     def fit(self, train: TaskData, val: TaskData | None = None) -> TrainResult:
         """Train for ``cfg.epochs`` epochs on ``train``; ``val`` is used only for selection."""
         cfg, method = self.cfg, self.method
+        if method.closed_form:
+            return self._fit_closed_form(train, val)
         if self.optimizer is None:
             logger.info("method %s has nothing to train; skipping training", method.name)
             return TrainResult(0, 0, 0, float("nan"), "last", -1, [])
@@ -140,7 +143,7 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
+                method.backward(loss, self.scaler)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 loss_value = float(loss.detach())
@@ -179,6 +182,24 @@ class Trainer:
                 selection=cfg.selection,
             )
         return TrainResult(cfg.epochs, steps, skipped, loss_value, cfg.selection, selected, history)
+
+    def _fit_closed_form(self, train: TaskData, val: TaskData | None) -> TrainResult:
+        """A method fitted on frozen features (``Method.closed_form``): no SGD loop."""
+        seed_everything(self.cfg.seed, self.cfg.deterministic)
+        info = fit_closed_form(self.method, train, val, self.cfg, self.num_workers, self.progress)
+        row = {"epoch": 0, **info}
+        self._log(row)
+        selection = "val" if val is not None else "last"
+        if self.out_dir:
+            save_checkpoint(
+                self.out_dir / "checkpoint.pt",
+                self.method,
+                self.run_config,
+                epoch=0,
+                selected_epoch=0,
+                selection=selection,
+            )
+        return TrainResult(0, 0, 0, float("nan"), selection, 0, [row])
 
     def _step_loss(
         self, data: TaskData, batch: dict
