@@ -120,5 +120,5 @@ def test_unknown_backbone_lists_valid_names():
 
 
 def test_open_clip_folder_without_config_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="open_clip_config.json"):
+    with pytest.raises(FileNotFoundError, match=r"open_clip_config\.json"):
         load_backbone("open_clip", str(tmp_path))

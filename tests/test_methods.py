@@ -25,7 +25,7 @@ def _digest(module: torch.nn.Module) -> str:
 
 def test_registry_lists_methods_and_rejects_unknown():
     assert METHODS.names()[:4] == ["zeroshot", "coop", "cocoop", "bimors"]
-    with pytest.raises(UnknownNameError, match="valid methods: .*bimors.*coop"):
+    with pytest.raises(UnknownNameError, match=r"valid methods: .*bimors.*coop"):
         METHODS.get("maple2")
 
 

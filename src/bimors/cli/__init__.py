@@ -18,7 +18,17 @@ from bimors import __version__
 from bimors.errors import BimorsError
 
 #: Sub-command modules, in the order ``bimors --help`` lists them.
-COMMANDS = ("listing", "tiny_models", "demo")
+COMMANDS = (
+    "listing",
+    "tiny_models",
+    "demo",
+    "data",
+    "train",
+    "eval",
+    "run",
+    "report",
+    "predict",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bimors: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Leave a multi-process group cleanly (gloo aborts at exit otherwise)."""
+    import torch.distributed as td
+
+    if td.is_available() and td.is_initialized():
+        td.barrier()
+        td.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,4 +1,4 @@
-"""The one evaluator: accuracy of any method on any split."""
+"""The one evaluator: accuracy of any method on any split, on one or many processes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import logging
 import torch
 from tqdm.auto import tqdm
 
-from bimors.engine.data import TaskData, make_loader
+from bimors.engine.data import TaskData, eval_loader
+from bimors.engine.dist import Dist
 from bimors.engine.precision import autocast
 from bimors.methods.base import Method
 
@@ -35,8 +36,13 @@ def evaluate(
     precision: str = "fp32",
     num_workers: int = 0,
     progress: bool = False,
+    dist: Dist | None = None,
 ) -> EvalResult:
-    """Top-1 accuracy of ``method`` on ``data`` (the method's class set is switched to it)."""
+    """Top-1 accuracy of ``method`` on ``data`` (the method's class set is switched to it).
+
+    With several processes each evaluates a disjoint shard and the per-class
+    counts are summed, so the result equals a single-process evaluation.
+    """
     if method.classnames != data.classnames:
         method.set_classnames(data.classnames)
     method.eval()
@@ -44,9 +50,10 @@ def evaluate(
     n_cls = len(data.classnames)
     correct = torch.zeros(n_cls, dtype=torch.long)
     total = torch.zeros(n_cls, dtype=torch.long)
-    loader = make_loader(data, batch_size, train=False, num_workers=num_workers)
+    indices = dist.shard(len(data)) if dist is not None and dist.world_size > 1 else None
+    loader = eval_loader(data, batch_size, indices, num_workers, device.type == "cuda")
     for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
-        pixels = batch["pixels"].to(device)
+        pixels = batch["pixels"].to(device, non_blocking=True)
         labels = batch["label"]
         caps = data.captions[batch["index"]].to(device) if data.captions is not None else None
         with autocast(device, precision):
@@ -54,6 +61,8 @@ def evaluate(
         pred = logits.argmax(dim=-1).cpu()
         total += torch.bincount(labels, minlength=n_cls)
         correct += torch.bincount(labels[pred == labels], minlength=n_cls)
+    if dist is not None:
+        correct, total = dist.sum(correct), dist.sum(total)
     n, c = int(total.sum()), int(correct.sum())
     per_class = [
         100.0 * float(a) / float(b) if b else float("nan")

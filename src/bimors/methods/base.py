@@ -109,6 +109,16 @@ class Method(nn.Module):
             return self.prompts.encode_reference(self.backbone, ctx, deeper)
         return self.prompts.encode(self.backbone, ctx, self.cfg.chunk_size, deeper)
 
+    @property
+    def fallback(self) -> str | None:
+        """What scores the current class set when the method itself cannot, else None.
+
+        A method without weights for some classes (the linear probe on base-to-new's
+        "new" split) may answer with another classifier; evaluation records carry
+        this name (``fallback``) so reports never pass the substitute off as the method.
+        """
+        return None
+
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Training loss; cross-entropy unless a method needs more."""
         return nn.functional.cross_entropy(logits, labels)

@@ -113,6 +113,10 @@ class LinearProbe(TemplateMethod):
                 self.cfg.template,
             )
 
+    @property
+    def fallback(self) -> str | None:
+        return "zeroshot" if self._rows is None else None
+
     def fit_features(
         self,
         train: ImageFeatures,

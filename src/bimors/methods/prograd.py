@@ -14,7 +14,9 @@ and losses) and ``Dassl.ProGrad.pytorch/dassl/engine/trainer.py``
   ``g . k < 0`` the step uses ``g - lambda (g . k^) k^`` (``k^ = k / |k|``,
   lambda = 1), otherwise ``g``. Only ``L_ce`` is reported as the loss.
 
-The projection runs in :meth:`ProGrad.backward`, the trainer's generic hook.
+The projection runs in :meth:`ProGrad.backward`, the trainer's generic hook;
+with several processes the teacher gradient is averaged over them like DDP
+averages the CE gradient, so every rank projects the same global gradients.
 
 Deviations: the preset runs on ViT-B/16 (the RS tables' backbone; the
 official configs are RN50, ``rn50_ep100.yaml`` for base-to-new); the default
@@ -33,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bimors.backbones.base import FrozenCLIP, ImageFeatures
+from bimors.engine.dist import average_across_processes
 from bimors.methods.context import ContextConfig, ContextMethod
 from bimors.methods.prompting import ClassPrompts, init_context, prompt_logits
 from bimors.methods.template import TemplateText, check_template, template_prompts
@@ -135,9 +138,10 @@ class ProGrad(ContextMethod):
         if kd is None:  # no teacher term this step: plain CoOp
             return super().backward(loss, scaler)
         params = self.trainable_parameters()
-        kd_grads = torch.autograd.grad(
-            scaler.scale(kd), params, retain_graph=True, allow_unused=True
+        kd_grads = list(
+            torch.autograd.grad(scaler.scale(kd), params, retain_graph=True, allow_unused=True)
         )
+        average_across_processes(kd_grads)  # DDP averages only the CE gradients below
         scaler.scale(loss).backward()
         with torch.no_grad():
             for p, k in zip(params, kd_grads, strict=True):
