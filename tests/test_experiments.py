@@ -3,8 +3,10 @@ report, predict, with skip/resume/refusal behaviour."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -85,6 +87,7 @@ def test_train_writes_a_complete_run_folder(trained_run):
         "meta.json",
         "config.yaml",
         "fewshot.json",
+        "data.json",
         "metrics.jsonl",
         "checkpoint.pt",
         "results.jsonl",
@@ -99,6 +102,10 @@ def test_train_writes_a_complete_run_folder(trained_run):
     assert cfg["method"]["name"] == "bimors" and cfg["train"]["epochs"] == 2
     fewshot = json.loads((trained_run / "fewshot.json").read_text())
     assert len(fewshot["train"]) == 3 * 4
+    data = json.loads((trained_run / "data.json").read_text())["synthetic"]
+    split_file = Path(data["split_file"])
+    assert split_file.is_file() and data["excluded"] == []
+    assert data["split_sha256"] == hashlib.sha256(split_file.read_bytes()).hexdigest()
     rows = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     recs = _records(trained_run)

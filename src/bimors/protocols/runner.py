@@ -12,7 +12,7 @@ from typing import Any
 
 from bimors.backbones import load_backbone
 from bimors.backbones.base import FrozenCLIP
-from bimors.data import DATASETS, build_dataset
+from bimors.data import DATASETS, build_dataset, dataset_options
 from bimors.data.base import SceneDataset
 from bimors.engine.dist import Dist
 from bimors.errors import ConfigError
@@ -40,8 +40,10 @@ class Roots:
             f"no folder given for dataset {name!r}; pass --root {name}=DIR or --data-root DIR"
         )
 
-    def dataset(self, name: str) -> SceneDataset:
-        return build_dataset(name, self(name))
+    def dataset(self, name: str, options: dict[str, Any] | None = None) -> SceneDataset:
+        """Dataset ``name`` at its folder; ``options`` (split file, exclude list, ...) as
+        :func:`bimors.data.dataset_options` gives them for the dataset a config trains on."""
+        return build_dataset(name, self(name), **(options or {}))
 
 
 def run_dir_for(out: str | Path, protocol: str, dataset: str, method: str, seed: int) -> Path:
@@ -84,7 +86,11 @@ def run_grid(
     backbones: dict[tuple, FrozenCLIP] = {}
     records: list[dict[str, Any]] = []
     for source in sources:
-        train_ds = roots.dataset(source)
+        # split file, seed and exclude list of the config apply to the training dataset
+        first = config_for(
+            methods[0], source, roots(source), seeds[0], config_file, overrides or []
+        )
+        train_ds = roots.dataset(source, dataset_options(first.data))
         target_ds = [roots.dataset(t) for t in target_names]
         for method in methods:
             for seed in seeds:
