@@ -192,6 +192,7 @@ def evaluate_specs(cfg: RunConfig, plan: Plan, method: Method, data, dist: Dist,
             dist,
         )
         logger.info("%s on %s %s: %.2f%%", cfg.method, spec.dataset.name, spec.split, ev.accuracy)
+        fallback = {"fallback": method.fallback} if method.fallback else {}
         records.append(
             {
                 "method": cfg.method,
@@ -208,6 +209,7 @@ def evaluate_specs(cfg: RunConfig, plan: Plan, method: Method, data, dist: Dist,
                 "backbone": f"{cfg.backbone.adapter}:{cfg.backbone.model}",
                 "precision": cfg.train.precision,
                 "bimors_version": __version__,
+                **fallback,
             }
         )
     return records

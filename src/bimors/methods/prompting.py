@@ -17,6 +17,8 @@ over images, 77 tokens each); tests and the benchmark compare against it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -102,11 +104,17 @@ class ClassPrompts(nn.Module):
         )
 
     def encode(
-        self, backbone: FrozenCLIP, ctx: Tensor | None, chunk_size: int | None = DEFAULT_CHUNK
+        self,
+        backbone: FrozenCLIP,
+        ctx: Tensor | None,
+        chunk_size: int | None = DEFAULT_CHUNK,
+        deeper: Sequence[Tensor] = (),
     ) -> Tensor:
         """L2-normalised text features: (C, E), or (B, C, E) for per-image context.
 
         All prompts are encoded as one batch in chunks of ``chunk_size`` rows.
+        ``deeper`` holds deep context (n_ctx, D) per block after the first, which
+        replaces the context slots inside the encoder (MaPLe).
         """
         prompts = self.assemble(ctx)
         lead = prompts.shape[:-2]
@@ -115,22 +123,31 @@ class ClassPrompts(nn.Module):
         step = chunk_size if chunk_size else flat.shape[0]
         feats = torch.cat(
             [
-                backbone.encode_prompts(flat[i : i + step], eos[i : i + step])
+                _encode(backbone, flat[i : i + step], eos[i : i + step], deeper)
                 for i in range(0, flat.shape[0], step)
             ]
         )
         return F.normalize(feats, dim=-1).reshape(*lead, -1)
 
-    def encode_reference(self, backbone: FrozenCLIP, ctx: Tensor | None) -> Tensor:
+    def encode_reference(
+        self, backbone: FrozenCLIP, ctx: Tensor | None, deeper: Sequence[Tensor] = ()
+    ) -> Tensor:
         """The reference recipe: one text-encoder call per image over all 77 positions."""
         if ctx is None or ctx.dim() == 2:
             prompts = self.assemble(ctx, self.full_length)
-            return F.normalize(backbone.encode_prompts(prompts, self.eos), dim=-1)
+            return F.normalize(_encode(backbone, prompts, self.eos, deeper), dim=-1)
         out = []
         for ctx_i in ctx:
             prompts = self.assemble(ctx_i, self.full_length)
-            out.append(F.normalize(backbone.encode_prompts(prompts, self.eos), dim=-1))
+            out.append(F.normalize(_encode(backbone, prompts, self.eos, deeper), dim=-1))
         return torch.stack(out)
+
+
+def _encode(backbone: FrozenCLIP, embeds: Tensor, eos: Tensor, deeper: Sequence[Tensor]) -> Tensor:
+    """The backbone's plain prompt encoder, or its layer-wise one when there are deep prompts."""
+    if deeper:
+        return backbone.encode_prompts_deep(embeds, eos, deeper)
+    return backbone.encode_prompts(embeds, eos)
 
 
 def prompt_logits(logit_scale: Tensor, image: Tensor, text: Tensor) -> Tensor:
