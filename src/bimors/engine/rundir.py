@@ -31,6 +31,24 @@ from bimors.errors import ConfigError
 
 Status = Literal["new", "resume", "done"]
 
+#: Config fields that change where or how fast a run goes, never its numbers: a run
+#: may resume on another device, with other loader workers or another cache folder.
+INCIDENTAL = (
+    ("train", "device"),
+    ("data", "num_workers"),
+    ("features", "dir"),
+    ("features", "cache"),
+)
+
+
+def material(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the :data:`INCIDENTAL` fields."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for section, key in INCIDENTAL:
+        if isinstance(out.get(section), dict):
+            out[section].pop(key, None)
+    return out
+
 
 class RunDir:
     def __init__(self, path: str | Path) -> None:
@@ -99,8 +117,15 @@ class RunDir:
         for key in ("method", "protocol", "dataset", "seed"):
             if key in meta and old.get(key) != meta[key]:
                 return f"holds {key} {old.get(key)!r}, not {meta[key]!r}"
-        if self.config_file.is_file() and self.config() != config:
-            return "was run with a different config"
+        if self.config_file.is_file():
+            old_cfg, new_cfg = material(self.config()), material(config)
+            if old_cfg != new_cfg:
+                changed = sorted(
+                    f"{section}.{key}" if isinstance(old_cfg.get(section), dict) else section
+                    for section in set(old_cfg) | set(new_cfg)
+                    for key in _keys(old_cfg.get(section), new_cfg.get(section))
+                )
+                return f"was run with a different config ({', '.join(changed)})"
         return None
 
     def mark_done(self) -> None:
@@ -122,6 +147,13 @@ class RunDir:
 
     def write_json(self, name: str, obj: Any) -> None:
         atomic.write_json(self.path / name, obj)
+
+
+def _keys(old: Any, new: Any) -> list[str]:
+    """The keys that differ between two config sections ('' for non-dict sections)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [k for k in set(old) | set(new) if old.get(k) != new.get(k)]
+    return [""] if old != new else []
 
 
 def check_run_version(run: RunDir, allow_other_version: bool = False) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from bimors.engine.dist import Dist
 from bimors.engine.evaluator import evaluate
 from bimors.engine.extract import fit_closed_form
 from bimors.engine.precision import autocast, grad_scaler
+from bimors.engine.rundir import material
 from bimors.engine.schedule import lr_at_epoch
 from bimors.errors import BimorsError, CheckpointError
 from bimors.methods.base import Method
@@ -117,7 +118,8 @@ class Trainer:
             return None
         payload = read_checkpoint(self.out_dir / LAST)
         saved = payload.get("config", {}).get("train")
-        if saved is not None and saved != dataclasses.asdict(self.cfg):
+        now = dataclasses.asdict(self.cfg)
+        if saved is not None and material({"train": saved}) != material({"train": now}):
             raise CheckpointError(
                 f"{self.out_dir / LAST} was written with other training settings; "
                 "resume with the same config, or start a new run directory"
