@@ -43,8 +43,16 @@ def test_adapters_match_library_paths(backbone):
 def test_token_states_are_before_final_layernorm(hf_backbone, oc_backbone):
     pixels = torch.randn(1, 3, 32, 32)
     for bb, ln, proj in (
-        (hf_backbone, hf_backbone.model.vision_model.post_layernorm, hf_backbone.model.visual_projection),
-        (oc_backbone, oc_backbone.model.visual.ln_post, lambda x: x @ oc_backbone.model.visual.proj),
+        (
+            hf_backbone,
+            hf_backbone.model.vision_model.post_layernorm,
+            hf_backbone.model.visual_projection,
+        ),
+        (
+            oc_backbone,
+            oc_backbone.model.visual.ln_post,
+            lambda x: x @ oc_backbone.model.visual.proj,
+        ),
     ):
         feats = bb.encode_image(pixels)
         pooled = proj(ln(feats.tokens[:, 0]))
@@ -112,5 +120,5 @@ def test_unknown_backbone_lists_valid_names():
 
 
 def test_open_clip_folder_without_config_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="open_clip_config.json"):
+    with pytest.raises(FileNotFoundError, match=r"open_clip_config\.json"):
         load_backbone("open_clip", str(tmp_path))

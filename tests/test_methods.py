@@ -25,7 +25,7 @@ def _digest(module: torch.nn.Module) -> str:
 
 def test_registry_lists_methods_and_rejects_unknown():
     assert METHODS.names()[:4] == ["zeroshot", "coop", "cocoop", "bimors"]
-    with pytest.raises(UnknownNameError, match="valid methods: .*bimors.*coop"):
+    with pytest.raises(UnknownNameError, match=r"valid methods: .*bimors.*coop"):
         METHODS.get("maple2")
 
 
@@ -83,7 +83,9 @@ def test_bimors_conditioning_matches_the_paper_equations(hf_backbone):
         textual = caps @ m.caption_proj.weight.T + m.caption_proj.bias
         keys = torch.stack([visual, textual], 1)
         ca = m.cross_attn
-        want = m.ctx.unsqueeze(0) + _attention(ca, ca.norm_q(m.ctx).expand(2, -1, -1), ca.norm_kv(keys))
+        want = m.ctx.unsqueeze(0) + _attention(
+            ca, ca.norm_q(m.ctx).expand(2, -1, -1), ca.norm_kv(keys)
+        )
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
