@@ -25,6 +25,8 @@ class MethodConfig:
     """Options every method has; each method subclasses this with its own fields."""
 
     chunk_size: int = DEFAULT_CHUNK  # prompts per text-encoder call (bounds memory)
+    pack_prompts: bool = True  # encode the prefix all class prompts share once (exact)
+    grad_checkpointing: bool = False  # recompute text-encoder activations in backward
 
 
 class Method(nn.Module):
@@ -38,6 +40,11 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
     uses_captions: ClassVar[bool] = False
+    #: The ImageFeatures fields ``forward`` reads; a feature cache stores only these.
+    image_fields: ClassVar[tuple[str, ...]] = ("pooled", "tokens")
+    #: False for a method whose image features depend on its trainable state (e.g.
+    #: deep visual prompts): it is then never served cached image features.
+    frozen_image_features: ClassVar[bool] = True
     #: When True, prompts are encoded by the reference recipe (per-image loop, 77
     #: tokens) instead of the batched, truncated path; for tests and benchmarks.
     reference_recipe: bool = False
@@ -63,6 +70,8 @@ class Method(nn.Module):
         """Switch the class set (base -> new, or another dataset); learned state is kept."""
         if not classnames:
             raise ValueError("a method needs at least one class name")
+        if self.prompts is not None and list(classnames) == self.classnames:
+            return  # same class set: keep the prompts instead of tokenising again
         self.classnames = list(classnames)
         device = self.backbone.device
         self.prompts = self.build_prompts(self.classnames).to(device)
@@ -88,7 +97,10 @@ class Method(nn.Module):
         """
         if self.reference_recipe:
             return self.prompts.encode_reference(self.backbone, ctx)
-        return self.prompts.encode(self.backbone, ctx, self.cfg.chunk_size)
+        cfg = self.cfg
+        return self.prompts.encode(
+            self.backbone, ctx, cfg.chunk_size, cfg.pack_prompts, cfg.grad_checkpointing
+        )
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Training loss; cross-entropy unless a method needs more."""
