@@ -19,6 +19,7 @@ from bimors.data.images import ImageDataset
 from bimors.data.transforms import build_transform
 from bimors.engine.data import TaskData
 from bimors.engine.evaluator import evaluate
+from bimors.engine.features import feature_source
 from bimors.engine.trainer import Trainer
 from bimors.methods import METHODS, build_method
 from bimors.protocols.base2new import Task, base2new_tasks
@@ -77,15 +78,22 @@ def run_base2new(
         out.mkdir(parents=True, exist_ok=True)
         atomic.write_json(out / "config.json", {"bimors_version": __version__, **cfg.to_dict()})
         atomic.write_json(out / "fewshot.json", tasks.fewshot)
+    feats = cfg.features
+    features = feature_source(feats.cache, feats.dir, feats.train_views, progress)
     start = time.perf_counter()
-    result = Trainer(method, cfg.train, out, cfg.to_dict(), cfg.data.num_workers, progress).fit(
-        train, val
-    )
+    result = Trainer(
+        method, cfg.train, out, cfg.to_dict(), cfg.data.num_workers, progress, features
+    ).fit(train, val)
     train_seconds = time.perf_counter() - start
     records = []
     for split_name, data in (("base", test_base), ("new", test_new)):
         ev = evaluate(
-            method, data, cfg.train.eval_batch_size, cfg.train.precision, cfg.data.num_workers
+            method,
+            data,
+            cfg.train.eval_batch_size,
+            cfg.train.precision,
+            cfg.data.num_workers,
+            features=features,
         )
         records.append(
             {

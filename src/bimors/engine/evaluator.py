@@ -8,7 +8,8 @@ import logging
 import torch
 from tqdm.auto import tqdm
 
-from bimors.engine.data import TaskData, make_loader
+from bimors.engine.data import TaskData
+from bimors.engine.features import FeatureSource
 from bimors.engine.precision import autocast
 from bimors.methods.base import Method
 
@@ -35,8 +36,14 @@ def evaluate(
     precision: str = "fp32",
     num_workers: int = 0,
     progress: bool = False,
+    features: FeatureSource | None = None,
 ) -> EvalResult:
-    """Top-1 accuracy of ``method`` on ``data`` (the method's class set is switched to it)."""
+    """Top-1 accuracy of ``method`` on ``data`` (the method's class set is switched to it).
+
+    ``features`` says where image features come from (default: the image encoder
+    on every batch; a :class:`~bimors.engine.features.CachedFeatures` reuses them).
+    """
+    features = features if features is not None else FeatureSource()
     if method.classnames != data.classnames:
         method.set_classnames(data.classnames)
     method.eval()
@@ -44,13 +51,20 @@ def evaluate(
     n_cls = len(data.classnames)
     correct = torch.zeros(n_cls, dtype=torch.long)
     total = torch.zeros(n_cls, dtype=torch.long)
-    loader = make_loader(data, batch_size, train=False, num_workers=num_workers)
+    loader = features.loader(
+        method,
+        data,
+        batch_size,
+        False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+        precision=precision,
+    )
     for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
-        pixels = batch["pixels"].to(device)
         labels = batch["label"]
         caps = data.captions[batch["index"]].to(device) if data.captions is not None else None
         with autocast(device, precision):
-            logits = method(method.image_features(pixels), caps)
+            logits = method(features.image_features(method, batch, device), caps)
         pred = logits.argmax(dim=-1).cpu()
         total += torch.bincount(labels, minlength=n_cls)
         correct += torch.bincount(labels[pred == labels], minlength=n_cls)

@@ -22,8 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from bimors.engine.checkpoint import save_checkpoint
-from bimors.engine.data import TaskData, make_loader
+from bimors.engine.data import TaskData
 from bimors.engine.evaluator import evaluate
+from bimors.engine.features import FeatureSource
 from bimors.engine.precision import autocast, grad_scaler
 from bimors.engine.schedule import lr_at_epoch
 from bimors.errors import BimorsError
@@ -69,8 +70,10 @@ class Trainer:
         run_config: dict[str, Any] | None = None,
         num_workers: int = 0,
         progress: bool = False,
+        features: FeatureSource | None = None,
     ) -> None:
         self.method = method
+        self.features = features if features is not None else FeatureSource()
         self.cfg = cfg
         self.out_dir = Path(out_dir) if out_dir else None
         self.run_config = run_config or {}
@@ -107,8 +110,15 @@ class Trainer:
             raise ValueError("train.selection=val needs a validation split")
         seed_everything(cfg.seed, cfg.deterministic)
         method.set_classnames(train.classnames)
-        loader = make_loader(
-            train, cfg.batch_size, True, cfg.seed, self.num_workers, self.device.type == "cuda"
+        loader = self.features.loader(
+            method,
+            train,
+            cfg.batch_size,
+            True,
+            seed=cfg.seed,
+            num_workers=self.num_workers,
+            pin_memory=self.device.type == "cuda",
+            precision=cfg.precision,
         )
         history: list[dict[str, Any]] = []
         steps = skipped = 0
@@ -119,6 +129,7 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             method.train()
+            self.features.start_epoch(epoch)
             total, correct, loss_sum, n_batches = 0, 0, 0.0, 0
             bar = tqdm(
                 loader,
@@ -157,7 +168,12 @@ class Trainer:
             }
             if val is not None and cfg.selection == "val":
                 acc = evaluate(
-                    method, val, cfg.eval_batch_size, cfg.precision, self.num_workers
+                    method,
+                    val,
+                    cfg.eval_batch_size,
+                    cfg.precision,
+                    self.num_workers,
+                    features=self.features,
                 ).accuracy
                 method.set_classnames(train.classnames)
                 row["val_acc"] = acc
@@ -183,11 +199,10 @@ class Trainer:
     def _step_loss(
         self, data: TaskData, batch: dict
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pixels = batch["pixels"].to(self.device, non_blocking=True)
         labels = batch["label"].to(self.device, non_blocking=True)
         caps = data.captions[batch["index"]].to(self.device) if data.captions is not None else None
         with autocast(self.device, self.cfg.precision):
-            feats = self.method.image_features(pixels)
+            feats = self.features.image_features(self.method, batch, self.device)
             logits = self.method(feats, caps)
             loss = self.method.loss(logits.float(), labels)
         return loss, logits, labels
