@@ -18,7 +18,7 @@ from bimors import __version__
 from bimors.errors import BimorsError
 
 #: Sub-command modules, in the order ``bimors --help`` lists them.
-COMMANDS = ("listing", "tiny_models", "demo")
+COMMANDS = ("listing", "tiny_models", "demo", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
