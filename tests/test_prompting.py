@@ -162,3 +162,29 @@ def test_bf16_autocast_stays_close_to_float32(backbone, name):
             low = method(feats, caps).float()
     assert not torch.equal(low, ref)  # bf16 really ran
     assert (low - ref).abs().max() < 0.05 * ref.abs().max() + 0.05
+
+
+def test_packed_library_fallback_equals_reference(backbone, monkeypatch):
+    """Text blocks of an unrecognised structure go through the library's own encoder."""
+    prompts = ClassPrompts(backbone, [f"X X {n}." for n in CLASSNAMES], 2)
+    ctx = _ctx_variants(backbone, 2)["per_image"]
+    monkeypatch.setattr(backbone, "_plain_blocks", None, raising=False)
+    with torch.no_grad():
+        fallback = prompts.encode(backbone, ctx)
+        torch.testing.assert_close(fallback, prompts.encode_reference(backbone, ctx), **TOL)
+
+
+def test_cached_low_precision_weights_follow_weight_changes(hf_backbone):
+    import copy
+
+    bb = copy.deepcopy(hf_backbone)
+    prompts = ClassPrompts(bb, [f"X X {n}." for n in CLASSNAMES], 2)
+    ctx = _ctx_variants(bb, 2)["per_image"]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        before = prompts.encode(bb, ctx).float()
+        assert bb._plain_blocks[0].weights(torch.bfloat16)[0][0].dtype == torch.bfloat16
+        bb.model.text_model.encoder.layers[0].mlp.fc1.weight.mul_(3.0)  # e.g. a reloaded model
+        after = prompts.encode(bb, ctx).float()
+        ref = prompts.encode_reference(bb, ctx).float()
+    assert not torch.allclose(before, after, atol=1e-2)
+    torch.testing.assert_close(after, ref, atol=3e-2, rtol=0)  # bf16 vs bf16 library path
