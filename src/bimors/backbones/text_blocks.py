@@ -19,6 +19,9 @@ things the libraries do cost a measured share of the training step
 * On CPU, PyTorch's attention kernels in bf16 are slower than in float32 for
   these short sequences (forward + backward per layer: flash 5.5 ms, math
   3.1 ms, float32 flash 1.7 ms), so attention runs in float32 there.
+* CLIP's QuickGELU, ``x * sigmoid(1.702 x)``, takes five elementwise passes
+  forward and backward; the same function as ``silu(1.702 x) / 1.702`` uses
+  PyTorch's fused SiLU kernels (bf16 step 0.204 s -> 0.193 s).
 
 Blocks of any other structure make :func:`plain_blocks` return None and the
 adapter falls back to the library's encoder (exact, only slower).
@@ -119,6 +122,20 @@ def run_blocks(blocks: list[PlainBlock], x: Tensor, allowed: Tensor) -> Tensor:
     return x
 
 
+class QuickGELU(nn.Module):
+    """``x * sigmoid(1.702 x)`` written as ``silu(1.702 x) / 1.702`` (fused kernels)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.silu(1.702 * x) / 1.702
+
+
+def _activation(module: nn.Module) -> nn.Module:
+    """The library's activation, with QuickGELU (transformers' or open_clip's) fused."""
+    if type(module).__name__ in ("QuickGELUActivation", "QuickGELU"):
+        return QuickGELU()
+    return module
+
+
 def _pair(linear: nn.Linear) -> tuple[Tensor, Tensor | None]:
     return linear.weight, linear.bias
 
@@ -137,7 +154,7 @@ def hf_plain_blocks(encoder: nn.Module) -> list[PlainBlock] | None:
             PlainBlock(
                 ln_1=layer.layer_norm1,
                 ln_2=layer.layer_norm2,
-                act=mlp.activation_fn,
+                act=_activation(mlp.activation_fn),
                 ls_1=nn.Identity(),
                 ls_2=nn.Identity(),
                 heads=attn.num_heads,
@@ -173,7 +190,7 @@ def open_clip_plain_blocks(transformer: nn.Module) -> list[PlainBlock] | None:
             PlainBlock(
                 ln_1=block.ln_1,
                 ln_2=block.ln_2,
-                act=block.mlp.gelu,
+                act=_activation(block.mlp.gelu),
                 ls_1=block.ls_1,
                 ls_2=block.ls_2,
                 heads=attn.num_heads,

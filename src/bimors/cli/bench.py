@@ -27,9 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=3, help="timed rounds (default: 3)")
     p.add_argument(
         "--precision",
-        default="auto",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        help="fast path precision; auto = bf16 where the hardware has bf16 units (default)",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16", "auto"],
+        help="fast path precision, like train.precision (default fp32, the trainer's default); "
+        "auto = bf16 where the hardware has bf16 units",
     )
     p.add_argument(
         "--no-cache",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import platform
 import statistics
 import tempfile
@@ -46,6 +47,13 @@ def _timed(fn: Callable[[], object], device: torch.device) -> float:
 def run_bench(opts: BenchOptions) -> dict[str, Any]:
     """Measure both paths as ``opts`` says; returns the JSON-ready result."""
     device = torch.device(opts.device)
+    load_before = _load_average()
+    if load_before is not None and load_before > (os.cpu_count() or 1):
+        logger.warning(
+            "load average %.1f exceeds the %d CPUs: other processes compete, timings will be noisy",
+            load_before,
+            os.cpu_count() or 1,
+        )
     with tempfile.TemporaryDirectory(prefix="bimors-bench-") as tmp:
         logger.info(
             "building %s (%s, random weights) and %s", opts.shape, opts.adapter, opts.method
@@ -82,9 +90,17 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         for path in ("reference", "fast"):
             logger.info("peak memory of the %s path (fresh subprocess)", path)
             memory[path] = measure_in_subprocess(opts, path)
-    return _report(
-        opts, wl, times, rates, flops, fill_s, ref32, fast32, fast_p, tokens_fast, memory
-    )
+    out = _report(opts, wl, times, rates, flops, fill_s, ref32, fast32, fast_p, tokens_fast, memory)
+    out["config"]["load_average_1min"] = {"start": load_before, "end": _load_average()}
+    return out
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (processes wanting a CPU), where the OS reports it."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
 
 
 def _report(

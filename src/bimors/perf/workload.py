@@ -64,7 +64,7 @@ class BenchOptions:
     eval_batch: int | None = None  # default: batch
     classes: int = 19
     repeats: int = 3
-    precision: str = "auto"  # of the fast path; auto = bf16 where the hardware has it
+    precision: str = "fp32"  # of the fast path, as train.precision; auto = bf16 if native
     cache: bool = True  # fast path reads image features from the feature cache
     grad_checkpointing: bool = False
     memory: bool = True  # measure peak memory of each path in its own subprocess
