@@ -273,7 +273,7 @@ class CachedItems(Dataset):
 
 
 class ViewPixels(Dataset):
-    """Item ``(i, view)``: pixels of image i, augmented under a seed of (image, view)."""
+    """Item ``(i, view)``: pixels of image i (augmented under a seed of (image, view) if seeded)."""
 
     def __init__(self, images: ImageDataset, seeded: bool) -> None:
         self.images, self.seeded = images, seeded
