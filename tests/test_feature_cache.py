@@ -7,12 +7,11 @@ import os
 
 import pytest
 import torch
-from torch.utils.data import SequentialSampler
 
 from bimors.data.images import ImageDataset
 from bimors.data.synthetic import SyntheticScenes
 from bimors.data.transforms import build_transform
-from bimors.engine.data import TaskData, make_loader
+from bimors.engine.data import TaskData, train_loader
 from bimors.engine.evaluator import evaluate
 from bimors.engine.feature_cache import FeatureCache, FeatureSpace, space_description
 from bimors.engine.features import CachedFeatures, FeatureSource, ViewSampler, view_pixels
@@ -56,7 +55,7 @@ def test_cached_eval_features_give_the_same_logits_and_are_reused(
     plain = FeatureSource()
     with torch.no_grad():
         pairs = zip(
-            cached.loader(method, data, 4, False), plain.loader(method, data, 4, False), strict=True
+            cached.eval_loader(method, data, 4), plain.eval_loader(method, data, 4), strict=True
         )
         for a, b in pairs:
             assert "pixels" not in a and "pixels" in b
@@ -119,10 +118,10 @@ def test_training_views_are_seeded_images_and_rotate_over_epochs(backbone, scene
     data = _data(scenes, backbone, train=True, n=6)
     method = build_method("bimors", backbone, data.classnames, caption_dim=24)
     source = CachedFeatures(FeatureCache(tmp_path), train_views=3)
-    loader = source.loader(method, data, 2, True, seed=1)
-    # same shuffling as the plain loader of the same seed
-    plain = make_loader(data, 2, True, seed=1)
-    assert [b["index"].tolist() for b in loader] == [b["index"].tolist() for b in plain]
+    for epoch in (0, 1):  # same shuffling as the plain loader of the same seed and epoch
+        loader = source.train_loader(method, data, 2, 1, epoch)
+        plain = train_loader(data, 2, 1, epoch)
+        assert [b["index"].tolist() for b in loader] == [b["index"].tolist() for b in plain]
     # a cached view equals the image encoder on that seeded augmentation of the image
     space = source.cache.space(
         space_description(backbone, data.images.transform, "fp32", torch.device("cpu"))
@@ -138,16 +137,15 @@ def test_training_views_are_seeded_images_and_rotate_over_epochs(backbone, scene
 
 
 def test_view_sampler_shows_every_view_once_per_views_epochs():
-    sampler = ViewSampler(SequentialSampler(range(7)), 3, seed=1)
     seen = {i: [] for i in range(7)}
-    for _ in range(3):
-        for i, v in sampler:
+    for epoch in range(3):
+        for i, v in ViewSampler(range(7), 3, seed=1, epoch=epoch):
             seen[i].append(v)
     assert all(sorted(v) == [0, 1, 2] for v in seen.values())
-    other = ViewSampler(SequentialSampler(range(7)), 3, seed=2)
+    other = ViewSampler(range(7), 3, seed=2, epoch=0)
     assert list(other) != [(i, seen[i][0]) for i in range(7)]  # seeds choose other views
-    sampler.set_epoch(1)  # resuming at epoch 1 shows epoch 1's views again
-    assert [v for _, v in sampler] == [seen[i][1] for i in range(7)]
+    # an epoch's views depend on (seed, epoch) only: a resumed epoch 1 shows them again
+    assert [v for _, v in ViewSampler(range(7), 3, 1, 1)] == [seen[i][1] for i in range(7)]
 
 
 def test_training_is_uncached_by_default_and_opt_out_methods_never_cached(
@@ -155,7 +153,7 @@ def test_training_is_uncached_by_default_and_opt_out_methods_never_cached(
 ):
     data = _data(scenes, backbone, train=True, n=4)
     method = build_method("cocoop", backbone, data.classnames)
-    batch = next(iter(CachedFeatures(FeatureCache(tmp_path)).loader(method, data, 2, True)))
+    batch = next(iter(CachedFeatures(FeatureCache(tmp_path)).train_loader(method, data, 2, 1, 0)))
     assert "pixels" in batch  # fresh augmentations, image encoder every step
 
     class DeepPrompted(CoCoOp):
@@ -164,8 +162,8 @@ def test_training_is_uncached_by_default_and_opt_out_methods_never_cached(
     deep = DeepPrompted(backbone, data.classnames)
     eval_data = _data(scenes, backbone, train=False, n=4)
     source = CachedFeatures(FeatureCache(tmp_path / "deep"), train_views=2)
-    assert "pixels" in next(iter(source.loader(deep, eval_data, 2, False)))
-    assert "pixels" in next(iter(source.loader(deep, data, 2, True)))
+    assert "pixels" in next(iter(source.eval_loader(deep, eval_data, 2)))
+    assert "pixels" in next(iter(source.train_loader(deep, data, 2, 1, 0)))
     assert not (tmp_path / "deep").exists()
 
 
@@ -190,11 +188,11 @@ def test_damaged_entry_is_named_with_the_fix(backbone, scenes, tmp_path):
     data = _data(scenes, backbone, train=False, n=2)
     method = build_method("cocoop", backbone, data.classnames)
     source = CachedFeatures(FeatureCache(tmp_path))
-    source.loader(method, data, 2, False)
+    source.eval_loader(method, data, 2)
     victim = next(tmp_path.rglob("*.pooled.safetensors"))
     victim.write_bytes(b"not a tensor file")
     with pytest.raises(DataError, match=f"{victim.name}.*delete it"):
-        next(iter(source.loader(method, data, 2, False)))
+        next(iter(source.eval_loader(method, data, 2)))
 
 
 def test_features_config_is_validated():
@@ -202,3 +200,96 @@ def test_features_config_is_validated():
     assert RunConfig.from_dict({}).features.train_views == 0
     with pytest.raises(ConfigError, match="train_views"):
         RunConfig.from_dict({"features": {"train_views": -1}})
+
+
+class _Rank:
+    """The parts of :class:`bimors.engine.dist.Dist` a feature source uses, for one rank."""
+
+    def __init__(self, rank: int, world_size: int) -> None:
+        self.rank, self.world_size = rank, world_size
+
+    def shard(self, n: int) -> list[int]:
+        return list(range(self.rank, n, self.world_size))
+
+    def sum(self, tensor):
+        return tensor
+
+    def barrier(self) -> None:
+        pass
+
+
+def test_cached_sources_shard_like_the_plain_loaders(hf_backbone, scenes, tmp_path):
+    test = _data(scenes, hf_backbone, train=False, n=9)
+    method = build_method("bimors", hf_backbone, test.classnames, caption_dim=24)
+    single = evaluate(method, test, 2, features=CachedFeatures(FeatureCache(tmp_path / "e")))
+    parts = [
+        evaluate(method, test, 2, dist=_Rank(r, 2), features=CachedFeatures(FeatureCache(tmp_path)))
+        for r in (0, 1)
+    ]
+    assert sum(p.total for p in parts) == single.total == 9
+    assert sum(p.correct for p in parts) == single.correct
+    assert {p.total for p in parts} == {4, 5}  # each rank evaluated only its shard
+    # training views: each rank gets the batches train_loader gives that rank
+    train = _data(scenes, hf_backbone, train=True, n=9)
+    source = CachedFeatures(FeatureCache(tmp_path), train_views=2)
+    seen = []
+    for rank in (0, 1):
+        for epoch in (0, 1):
+            got = [
+                b["index"].tolist()
+                for b in source.train_loader(method, train, 2, 3, epoch, _Rank(rank, 2))
+            ]
+            want = [b["index"].tolist() for b in train_loader(train, 2, 3, epoch, rank, 2)]
+            assert got == want
+            seen += [i for b in got for i in b] if epoch == 0 else []
+    assert len(set(seen)) >= 8  # the ranks split the images (drop_last may leave one out)
+
+
+def test_resume_on_cached_views_equals_uninterrupted(scenes, hf_backbone, tmp_path, monkeypatch):
+    from bimors.engine.checkpoint import read_checkpoint
+    from bimors.engine.trainer import FINAL
+
+    from .test_engine import _tasks
+
+    train, _, _ = _tasks(scenes, hf_backbone, shots=2, captions=True)
+    cfg = TrainConfig(epochs=3, batch_size=2, lr=0.02, warmup_epochs=1, deterministic=True)
+
+    def fit(out, seed, die_after=None):
+        torch.manual_seed(seed)
+        method = build_method("bimors", hf_backbone, train.classnames, caption_dim=8)
+        source = CachedFeatures(FeatureCache(tmp_path / "cache"), train_views=2)
+        trainer = Trainer(method, cfg, out, {"train": cfg.__dict__}, features=source)
+        if die_after is not None:
+            real = trainer._write_epoch
+
+            def write_then_die(row, history):
+                real(row, history)
+                if row["epoch"] == die_after:
+                    raise KeyboardInterrupt
+
+            monkeypatch.setattr(trainer, "_write_epoch", write_then_die)
+        return trainer.fit(train)
+
+    fit(tmp_path / "a", 0)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "b", 0, die_after=2)
+    assert fit(tmp_path / "b", 99).resumed_from == 2
+    a, b = (read_checkpoint(tmp_path / x / FINAL)["state"] for x in "ab")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=0, rtol=0)
+    assert (tmp_path / "a" / "metrics.jsonl").read_text() == (
+        tmp_path / "b" / "metrics.jsonl"
+    ).read_text()
+
+
+def test_feature_cache_defaults_to_the_user_cache(monkeypatch, tmp_path):
+    from bimors.engine.feature_cache import default_cache_dir
+
+    monkeypatch.setenv("BIMORS_CACHE_DIR", str(tmp_path / "x"))
+    assert default_cache_dir() == tmp_path / "x"
+    monkeypatch.delenv("BIMORS_CACHE_DIR")
+    monkeypatch.setenv("BIMORS_CACHE", str(tmp_path / "c"))
+    assert default_cache_dir() == tmp_path / "c" / "features"
+    monkeypatch.delenv("BIMORS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "bimors" / "features"

@@ -17,7 +17,8 @@ from bimors.captions.captioner import Captioner, GenerationSettings
 from bimors.captions.encoder import CaptionEncoder
 from bimors.captions.job import caption_images
 from bimors.data.synthetic import SyntheticScenes, generate_scenes
-from bimors.experiment import run_base2new
+from bimors.experiment import CaptionStores, run_plan
+from bimors.protocols.plans import plan_base2new
 from bimors.report.aggregate import base2new_rows
 from bimors.report.plots import base2new_bars
 from bimors.report.tables import base2new_markdown
@@ -64,9 +65,8 @@ def run_demo(
         str(models / "blip2"), GenerationSettings(num_beams=4, max_new_tokens=16)
     )
     encoder = CaptionEncoder.from_pretrained(str(minilm_path()))
-    store = caption_images(
-        data_root, relpaths, out / "data" / "captions.sqlite", captioner, encoder, 16, progress
-    )
+    store_path = out / "data" / "captions.sqlite"
+    caption_images(data_root, relpaths, store_path, captioner, encoder, 16, progress).close()
     backbone = load_backbone("hf", str(models / "clip-hf"))
     records: list[dict[str, Any]] = []
     for name in DEMO_METHODS:
@@ -80,13 +80,16 @@ def run_demo(
                 "data.num_workers=0",
                 f"train.seed={seed}",
                 "train.device=cpu",
+                f"captions.captioner={models / 'blip2'}",
+                f"captions.encoder={minilm_path()}",
             ],
         )
         logger.info("demo: training %s", name)
-        records += run_base2new(
-            cfg, dataset, backbone, store, out / "runs" / name / f"seed{seed}", progress
-        )
-    store.close()
+        stores = CaptionStores(cfg, {dataset.name: store_path})
+        plan = plan_base2new(dataset, cfg.data.shots, seed)
+        run_dir = out / "runs" / "base2new" / dataset.name / name / f"seed{seed}"
+        records += run_plan(cfg, plan, backbone, stores, run_dir, progress=progress)
+        stores.close()
     rows = base2new_rows(records)
     table = base2new_markdown(rows)
     atomic.write_jsonl(out / "results.jsonl", records)

@@ -1,7 +1,8 @@
-"""One run of one method on one dataset under the base-to-new protocol.
+"""One run: a protocol plan executed for one method and seed in a run directory.
 
-This is glue only: dataset -> tasks -> image datasets with aligned caption
-vectors -> method -> trainer -> evaluator -> result records.
+Glue only: plan -> image datasets with aligned caption vectors -> method ->
+the one trainer -> the one evaluator -> result records. A finished run is
+skipped, an unfinished one resumed from its last epoch.
 """
 
 from __future__ import annotations
@@ -11,21 +12,55 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bimors import __version__, atomic
+import torch
+
+from bimors import __version__
 from bimors.backbones.base import FrozenCLIP
 from bimors.captions.store import CaptionStore
 from bimors.data.base import SceneDataset
 from bimors.data.images import ImageDataset
 from bimors.data.transforms import build_transform
 from bimors.engine.data import TaskData
+from bimors.engine.dist import Dist
 from bimors.engine.evaluator import evaluate
-from bimors.engine.features import feature_source
+from bimors.engine.features import FeatureSource, feature_source
+from bimors.engine.rundir import RunDir
 from bimors.engine.trainer import Trainer
-from bimors.methods import METHODS, build_method
-from bimors.protocols.base2new import Task, base2new_tasks
+from bimors.methods import METHODS, Method, build_method
+from bimors.protocols.base2new import Task
+from bimors.protocols.plan import Plan
 from bimors.run_config import RunConfig
 
 logger = logging.getLogger(__name__)
+
+
+def default_store_path(dataset: SceneDataset) -> Path:
+    """Where ``bimors caption`` puts a dataset's caption store unless told otherwise."""
+    return Path(dataset.root) / "captions.sqlite"
+
+
+class CaptionStores:
+    """Opens (once) the caption store of each dataset a run touches, checking provenance."""
+
+    def __init__(self, cfg: RunConfig, explicit: dict[str, str | Path] | None = None) -> None:
+        self.cfg = cfg
+        self.explicit = {k: Path(v) for k, v in (explicit or {}).items()}
+        self._open: dict[str, CaptionStore] = {}
+
+    def get(self, dataset: SceneDataset) -> CaptionStore:
+        if dataset.name not in self._open:
+            path = self.explicit.get(dataset.name, default_store_path(dataset))
+            store = CaptionStore(path, readonly=True)
+            store.check_provenance(
+                {"captioner": self.cfg.captions.captioner, "encoder": self.cfg.captions.encoder}
+            )
+            self._open[dataset.name] = store
+        return self._open[dataset.name]
+
+    def close(self) -> None:
+        for store in self._open.values():
+            store.close()
+        self._open.clear()
 
 
 def task_data(
@@ -35,7 +70,6 @@ def task_data(
     train: bool,
     store: CaptionStore | None,
     style: str,
-    fill_command: str | None = None,
 ) -> TaskData:
     """Images of ``task`` with the backbone's transform and, if a store is given, captions."""
     images = ImageDataset(
@@ -43,79 +77,124 @@ def task_data(
     )
     captions = None
     if store is not None:
-        captions = store.vectors([s.relpath for s in task.samples], fill_command)
+        fill = f"bimors caption --dataset {dataset.name} --root {dataset.root} --store {store.path}"
+        captions = store.vectors([s.relpath for s in task.samples], fill)
     return TaskData(images, dataset.prompt_names(task.classnames, style), captions)
 
 
-def run_base2new(
+def run_plan(
     cfg: RunConfig,
-    dataset: SceneDataset,
+    plan: Plan,
     backbone: FrozenCLIP,
-    store: CaptionStore | None = None,
-    out_dir: str | Path | None = None,
+    stores: CaptionStores | None,
+    run_dir: str | Path,
+    overwrite: bool = False,
     progress: bool = False,
+    dist: Dist | None = None,
 ) -> list[dict[str, Any]]:
-    """Train ``cfg.method`` on base classes, evaluate on base and new; returns two records."""
+    """Train and evaluate ``cfg.method`` on ``plan`` in ``run_dir``; returns its records."""
+    run = RunDir(run_dir)
     seed = cfg.train.seed
-    method_cls = METHODS.get(cfg.method)
-    split = dataset.split()
-    tasks = base2new_tasks(split, cfg.data.shots, seed, dataset.name)
-    if not method_cls.uses_captions:
-        store = None
-    elif store is None:
-        raise ValueError(f"method {cfg.method!r} needs a caption store (captions.store)")
-    style = cfg.data.classnames
-    fill = f"bimors caption --dataset {dataset.name} --root {dataset.root}"
-    train = task_data(dataset, tasks.train, backbone, True, store, style, fill)
-    val = task_data(dataset, tasks.val, backbone, False, store, style, fill)
-    test_base = task_data(dataset, tasks.test_base, backbone, False, store, style, fill)
-    test_new = task_data(dataset, tasks.test_new, backbone, False, store, style, fill)
+    meta = {
+        "method": cfg.method,
+        "protocol": plan.protocol,
+        "dataset": plan.train_dataset.name,
+        "seed": seed,
+    }
+    dist = dist or Dist(cfg.train.device)
+    status = dist.on_main(lambda: run.prepare(cfg.to_dict(), meta, overwrite))
+    if status == "done":
+        logger.info("%s is finished; skipping (use --overwrite to rerun)", run.path)
+        return run.records()
+    uses_captions = METHODS.get(cfg.method).uses_captions
+    if uses_captions and stores is None:
+        raise ValueError(f"method {cfg.method!r} needs caption stores")
+
+    def data(dataset: SceneDataset, task: Task, train: bool) -> TaskData:
+        store = stores.get(dataset) if uses_captions else None
+        return task_data(dataset, task, backbone, train, store, cfg.data.classnames)
+
+    train = data(plan.train_dataset, plan.train, True)
+    val = data(plan.train_dataset, plan.val, False)
+    if dist.is_main:
+        run.write_json("fewshot.json", plan.fewshot)
+    torch.manual_seed(seed)  # the method's random init is part of the seeded run
     method = build_method(
-        cfg.method, backbone, train.classnames, cfg.method_params, store.dim if store else None
+        cfg.method,
+        backbone,
+        train.classnames,
+        cfg.method_params,
+        stores.get(plan.train_dataset).dim if uses_captions else None,
     )
-    out = Path(out_dir) if out_dir else None
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic.write_json(out / "config.json", {"bimors_version": __version__, **cfg.to_dict()})
-        atomic.write_json(out / "fewshot.json", tasks.fewshot)
-    feats = cfg.features
-    features = feature_source(feats.cache, feats.dir, feats.train_views, progress)
+    features = run_features(cfg, progress)
     start = time.perf_counter()
     result = Trainer(
-        method, cfg.train, out, cfg.to_dict(), cfg.data.num_workers, progress, features
+        method, cfg.train, run.path, cfg.to_dict(), cfg.data.num_workers, progress, dist, features
     ).fit(train, val)
     train_seconds = time.perf_counter() - start
+    records = evaluate_specs(cfg, plan, method, data, dist, progress, features)
+    for r in records:
+        r.update(
+            train_image_features=features.describe(method, True),
+            selection=result.selection,
+            selected_epoch=result.selected_epoch,
+            skipped_steps=result.skipped_steps,
+            train_seconds=round(train_seconds, 2),
+            run=str(run.path),
+        )
+    if dist.is_main:
+        run.add_records(records)
+        run.mark_done()
+    return records
+
+
+def run_features(cfg: RunConfig, progress: bool = False) -> FeatureSource:
+    """Where a run's image features come from: its ``features`` section (cache or encoder)."""
+    f = cfg.features
+    return feature_source(f.cache, f.dir, f.train_views, progress)
+
+
+def evaluate_specs(
+    cfg: RunConfig,
+    plan: Plan,
+    method: Method,
+    data,
+    dist: Dist,
+    progress: bool,
+    features: FeatureSource | None = None,
+):
+    """One record per evaluation of ``plan`` (``features``: default from ``cfg.features``)."""
+    features = features if features is not None else run_features(cfg, progress)
     records = []
-    for split_name, data in (("base", test_base), ("new", test_new)):
+    for spec in plan.evals:
         ev = evaluate(
             method,
-            data,
+            data(spec.dataset, spec.task, False),
             cfg.train.eval_batch_size,
             cfg.train.precision,
             cfg.data.num_workers,
-            features=features,
+            progress,
+            dist,
+            features,
         )
+        logger.info("%s on %s %s: %.2f%%", cfg.method, spec.dataset.name, spec.split, ev.accuracy)
         records.append(
             {
                 "method": cfg.method,
-                "dataset": dataset.name,
-                "protocol": "base2new",
-                "split": split_name,
-                "seed": seed,
+                "dataset": spec.dataset.name,
+                "train_dataset": plan.train_dataset.name,
+                "protocol": plan.protocol,
+                "split": spec.split,
+                "seed": cfg.train.seed,
                 "accuracy": ev.accuracy,
                 "correct": ev.correct,
                 "total": ev.total,
                 "shots": cfg.data.shots,
-                "classnames": style,
-                "backbone": f"{backbone.adapter}:{backbone.model_id}",
-                "selection": result.selection,
-                "selected_epoch": result.selected_epoch,
-                "skipped_steps": result.skipped_steps,
-                "train_seconds": round(train_seconds, 2),
+                "classnames": cfg.data.classnames,
+                "backbone": f"{cfg.backbone.adapter}:{cfg.backbone.model}",
+                "precision": cfg.train.precision,
+                "image_features": features.describe(method, False),
                 "bimors_version": __version__,
             }
         )
-        logger.info("%s %s %s: %.2f%%", cfg.method, dataset.name, split_name, ev.accuracy)
-    if out:
-        atomic.write_jsonl(out / "results.jsonl", records)
     return records

@@ -35,11 +35,23 @@ class BackboneConfig:
 
 @dataclasses.dataclass
 class DataConfig:
+    """Which data a run uses; ``bimors.data.dataset_options`` turns it into dataset options.
+
+    ``classnames``: ``reference`` (the official code's prompt names, reproduces
+    the paper) or ``readable``. ``split_file``: an explicit split file (else the
+    published one, or a seeded one saved beside the images). ``split_seed``:
+    seed of a seeded split. ``exclude``: a file of relpaths left out on purpose
+    (the dataset's ``excluded`` list is what to save with the run).
+    """
+
     dataset: str = "imagefolder"
     root: str = ""
     shots: int = 16  # per class; 0 or less means all training images
     classnames: Literal["reference", "readable"] = "reference"
     num_workers: int = 2
+    split_file: str | None = None
+    split_seed: int = 0
+    exclude: str | None = None
 
     def __post_init__(self) -> None:
         if self.num_workers < 0:

@@ -18,7 +18,18 @@ from bimors import __version__
 from bimors.errors import BimorsError
 
 #: Sub-command modules, in the order ``bimors --help`` lists them.
-COMMANDS = ("listing", "tiny_models", "demo", "bench")
+COMMANDS = (
+    "listing",
+    "tiny_models",
+    "demo",
+    "data",
+    "train",
+    "eval",
+    "run",
+    "report",
+    "predict",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bimors: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Leave a multi-process group cleanly (gloo aborts at exit otherwise)."""
+    import torch.distributed as td
+
+    if td.is_available() and td.is_initialized():
+        td.barrier()
+        td.destroy_process_group()
 
 
 if __name__ == "__main__":  # pragma: no cover

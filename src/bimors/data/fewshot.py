@@ -1,24 +1,40 @@
-"""Seeded few-shot sampling and base/new class subsets.
+"""Seeded few-shot sampling, its index file, and base/new class subsets.
 
-Sampling depends only on (dataset, shots, seed) and the sorted sample list,
-never on Python's per-process hash seed or on file-system order, so the same
-call gives the same images on every machine.
+Which images a few-shot run sees depends only on (dataset, part, shots,
+seed) and the images' relative paths: each class's images are ranked by a
+SHA-256 of those values and the first ``shots`` are taken. Nothing depends on
+Python's per-process hash seed, on file-system order, or on the ``random``
+module's algorithms (which Python does not promise to keep across versions),
+so the same call picks the same images on every run, process and machine.
+
+The choice is written to an index file (relative paths, not positions) and
+read back by later runs, so a run can be repeated exactly even if the
+sampling rule changes one day.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import logging
 import math
-import random
 from collections import defaultdict
+from pathlib import Path
 
+from bimors import atomic
 from bimors.data.split import Sample, stable_seed
+from bimors.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+INDEX_FORMAT = "bimors-fewshot/1"
 
 
 def fewshot_indices(samples: list[Sample], shots: int, seed: int, tag: str) -> list[int]:
     """Indices into ``samples`` of ``shots`` images per class (all of a smaller class).
 
     ``shots <= 0`` keeps every sample. ``tag`` names the dataset and part so that
-    different datasets draw independently.
+    different datasets and parts draw independently. The result is sorted.
     """
     if shots <= 0:
         return list(range(len(samples)))
@@ -27,10 +43,107 @@ def fewshot_indices(samples: list[Sample], shots: int, seed: int, tag: str) -> l
         by_label[s.label].append(i)
     chosen: list[int] = []
     for label in sorted(by_label):
-        idx = sorted(by_label[label], key=lambda i: samples[i].relpath)
-        rng = random.Random(stable_seed("fewshot", tag, shots, seed, label))
-        chosen.extend(rng.sample(idx, shots) if len(idx) > shots else idx)
+        ranked = sorted(
+            (stable_seed("fewshot", tag, shots, seed, samples[i].relpath), samples[i].relpath, i)
+            for i in by_label[label]
+        )
+        chosen.extend(i for _, _, i in ranked[:shots])
     return sorted(chosen)
+
+
+@dataclasses.dataclass
+class FewShotIndex:
+    """The few-shot images of one run: relpaths per part, with what they were drawn for."""
+
+    dataset: str
+    shots: int
+    seed: int
+    parts: dict[str, list[str]]
+
+    def to_json(self) -> dict:
+        return {"format": INDEX_FORMAT, **dataclasses.asdict(self)}
+
+    def save(self, path: str | Path) -> None:
+        atomic.write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> FewShotIndex:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataError(f"few-shot index file {path} does not exist") from None
+        except json.JSONDecodeError as err:
+            raise DataError(f"few-shot index file {path} is not valid JSON ({err})") from None
+        if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
+            raise DataError(
+                f"{path} is not a few-shot index file (format {INDEX_FORMAT}); delete it to "
+                "sample again"
+            )
+        try:
+            parts = {str(k): [str(r) for r in v] for k, v in data["parts"].items()}
+            return cls(str(data["dataset"]), int(data["shots"]), int(data["seed"]), parts)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise DataError(f"{path}: malformed few-shot index ({err}); delete it") from None
+
+    def indices(self, part: str, samples: list[Sample], source: str = "index") -> list[int]:
+        """Positions in ``samples`` of this index's ``part``, each relpath required to exist."""
+        where = {s.relpath: i for i, s in enumerate(samples)}
+        if part not in self.parts:
+            raise DataError(f"{source}: no part {part!r} (has {', '.join(self.parts)})")
+        missing = [r for r in self.parts[part] if r not in where]
+        if missing:
+            raise DataError(
+                f"{source}: {len(missing)} {part} image(s) are not in the dataset's split "
+                f"(e.g. {missing[0]}); the index was made for other data: delete it to sample again"
+            )
+        return sorted(where[r] for r in self.parts[part])
+
+
+def fewshot_with_index(
+    parts: dict[str, tuple[list[Sample], int]],
+    seed: int,
+    dataset: str,
+    shots: int,
+    index_file: str | Path | None = None,
+) -> dict[str, list[int]]:
+    """Few-shot indices per part, read from ``index_file`` if it exists, else drawn and saved.
+
+    Args:
+        parts: part name -> (samples, shots for that part).
+        seed: the run's seed.
+        dataset: dataset name (tags the draw and is checked against the file).
+        shots: the run's nominal shots (checked against the file).
+        index_file: where the choice is kept; None draws without saving.
+    """
+    drawn = {
+        p: fewshot_indices(samples, k, seed, f"{dataset}/{p}") for p, (samples, k) in parts.items()
+    }
+    if index_file is None:
+        return drawn
+    path = Path(index_file)
+    if not path.exists():
+        FewShotIndex(
+            dataset,
+            shots,
+            seed,
+            {p: [parts[p][0][i].relpath for i in idx] for p, idx in drawn.items()},
+        ).save(path)
+        return drawn
+    index = FewShotIndex.load(path)
+    if (index.dataset, index.shots, index.seed) != (dataset, shots, seed):
+        raise DataError(
+            f"{path} holds the few-shot images of {index.dataset} with {index.shots} shots and "
+            f"seed {index.seed}, not {dataset}/{shots}/{seed}; use another file or delete it"
+        )
+    read = {p: index.indices(p, samples, str(path)) for p, (samples, _) in parts.items()}
+    if read != drawn:
+        logger.warning(
+            "%s differs from what sampling gives today; using the file (it reproduces the "
+            "original run)",
+            path,
+        )
+    return read
 
 
 def base_new_labels(num_classes: int) -> tuple[list[int], list[int]]:

@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
-from bimors.data.base import SceneDataset, list_images
-from bimors.data.split import Split, seeded_split
+from bimors.data.base import SceneDataset
+from bimors.data.info import DatasetInfo
 from bimors.errors import DataError
 
 
 class ImageFolder(SceneDataset):
     """``root/<class>/<image>``; classes in sorted folder order unless ``class_order`` is given.
 
-    The split is made once with ``split_seed`` (50/20/30 per class) and saved
-    to ``split_file`` (default ``root/split_bimors.json``) in the published
-    format; later runs read it back, so every run sees the same split.
+    There is no published split: one is made with ``split_seed`` (disjoint
+    50/20/30 per class) and saved to ``split_file`` (default
+    ``root/split_bimors_seed<seed>.json``) in the published format; later runs
+    read it back, so every run sees the same split. ``class_order`` fixes the
+    label order (and so base/new classes); it must name every class folder.
     """
 
     name = "imagefolder"
+    info = DatasetInfo(
+        title="image folder",
+        source="your own images",
+        licence="yours",
+        layout="<root>/<class>/<image>.(jpg|png|tif|...); one folder per class",
+    )
 
     def __init__(
         self,
@@ -25,8 +35,10 @@ class ImageFolder(SceneDataset):
         class_order: list[str] | None = None,
         split_file: str | Path | None = None,
         split_seed: int = 0,
+        exclude: str | os.PathLike[str] | Iterable[str] | None = None,
+        **options: bool,
     ) -> None:
-        super().__init__(root)
+        super().__init__(root, split_file, split_seed, exclude, **options)
         folders = sorted(
             p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")
         )
@@ -36,35 +48,12 @@ class ImageFolder(SceneDataset):
             )
         if class_order is not None:
             missing = [c for c in class_order if c not in folders]
-            if missing:
-                raise DataError(f"{self.root}: class folders missing: {', '.join(missing)}")
+            extra = [c for c in folders if c not in class_order]
+            if missing or extra:
+                raise DataError(
+                    f"{self.root}: class_order does not match the class folders "
+                    f"(missing folders: {', '.join(missing) or 'none'}; folders not in "
+                    f"class_order: {', '.join(extra) or 'none'}); fix class_order or the folders"
+                )
             folders = list(class_order)
         self.classnames = folders
-        self.split_file = Path(split_file) if split_file else self.root / "split_bimors.json"
-        self.split_seed = split_seed
-
-    def scan(self) -> list[tuple[str, str]]:
-        """``(relpath, classname)`` of every image; an empty class folder is an error."""
-        items = []
-        for name in self.classnames:
-            files = list_images(self.root / name)
-            if not files:
-                raise DataError(
-                    f"class folder {self.root / name} has no images "
-                    "(.jpg, .jpeg, .png, .tif, .tiff, .bmp, .webp); add images or remove the folder"
-                )
-            items.extend((f"{name}/{f.name}", name) for f in files)
-        return items
-
-    def split(self) -> Split:
-        if self.split_file.is_file():
-            split = Split.load(self.split_file)
-            if split.classnames != self.classnames:
-                raise DataError(
-                    f"{self.split_file} lists classes {split.classnames} but {self.root} has "
-                    f"{self.classnames}; delete the split file to make a new one"
-                )
-            return split
-        split = seeded_split(self.scan(), self.classnames, self.split_seed)
-        split.save(self.split_file)
-        return split

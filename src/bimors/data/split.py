@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import random
 from collections import defaultdict
 from pathlib import Path
 
@@ -69,9 +68,23 @@ class Split:
             parts[p] = items
         if sorted(names) != list(range(len(names))):
             raise DataError(f"{source}: labels must be 0..{len(names) - 1}, got {sorted(names)}")
+        _check_disjoint(parts, source)
         return cls(
             [names[i] for i in range(len(names))], parts["train"], parts["val"], parts["test"]
         )
+
+    def counts(self) -> tuple[int, int, int]:
+        """Number of (train, val, test) samples."""
+        return len(self.train), len(self.val), len(self.test)
+
+    def relpaths(self) -> set[str]:
+        """Every relpath of the split, all parts together."""
+        return {s.relpath for p in PARTS for s in self.part(p)}
+
+    def without(self, relpaths: set[str]) -> Split:
+        """A copy without the samples whose relpath is in ``relpaths`` (labels unchanged)."""
+        keep = {p: [s for s in self.part(p) if s.relpath not in relpaths] for p in PARTS}
+        return Split(list(self.classnames), keep["train"], keep["val"], keep["test"])
 
     def save(self, path: str | Path) -> None:
         atomic.write_text(path, json.dumps(self.to_json()))
@@ -88,6 +101,23 @@ class Split:
                 f"split file {path} is not valid JSON ({err}); delete or re-fetch it"
             ) from None
         return cls.from_json(data, str(path))
+
+
+def _check_disjoint(parts: dict[str, list[Sample]], source: str) -> None:
+    """Every image in one part only, once: test is never val, train never test."""
+    where: dict[str, str] = {}
+    clashes = []
+    for p in PARTS:
+        for s in parts[p]:
+            if s.relpath in where:
+                clashes.append(f"{s.relpath} ({where[s.relpath]} and {p})")
+            where.setdefault(s.relpath, p)
+    if clashes:
+        more = f" and {len(clashes) - 5} more" if len(clashes) > 5 else ""
+        raise DataError(
+            f"{source}: {len(clashes)} image(s) listed twice: {'; '.join(clashes[:5])}{more}; "
+            "a split must keep train, val and test disjoint: fix or regenerate the split file"
+        )
 
 
 def stable_seed(*parts: object) -> int:
@@ -108,20 +138,25 @@ def seeded_split(
 ) -> Split:
     """Per-class random split of ``(relpath, classname)`` items; test is the rest.
 
-    The proportions (50/20/30) follow CoOp's ``read_and_split_data``. Items are
-    sorted before shuffling, so file-system order never matters; every class
-    with at least 3 images gets at least one image in each part.
+    The proportions (50/20/30) follow CoOp's ``read_and_split_data``. Each
+    class's images are ordered by a SHA-256 of (seed, class, relpath) and cut
+    in that order, so the result depends only on the file names and the seed:
+    not on file-system order, Python's hash seed, or the ``random`` module's
+    algorithms (which Python does not promise to keep across versions). Every
+    class with at least 3 images gets at least one image in each part.
     """
     label_of = {c: i for i, c in enumerate(classnames)}
     by_class: dict[str, list[str]] = defaultdict(list)
     for relpath, name in items:
+        if name not in label_of:
+            raise DataError(f"{relpath}: class {name!r} is not one of the split's classes")
         by_class[name].append(relpath)
     parts: dict[str, list[Sample]] = {p: [] for p in PARTS}
     for name in classnames:
-        paths = sorted(by_class.get(name, []))
+        paths = by_class.get(name, [])
         if len(paths) < 3:
             raise DataError(f"class {name!r} has {len(paths)} images; a split needs at least 3")
-        random.Random(stable_seed("split", seed, name)).shuffle(paths)
+        paths = [r for _, r in sorted((stable_seed("split", seed, name, r), r) for r in set(paths))]
         n_train = max(1, round(len(paths) * p_train))
         n_val = max(1, round(len(paths) * p_val))
         n_train = min(n_train, len(paths) - 2)

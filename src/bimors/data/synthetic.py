@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -253,9 +254,16 @@ class SyntheticScenes(ImageFolder):
 
     name = "synthetic"
 
-    def __init__(self, root: str | Path, split_file: str | Path | None = None, split_seed: int = 0):
+    def __init__(
+        self,
+        root: str | Path,
+        split_file: str | Path | None = None,
+        split_seed: int = 0,
+        **options: Any,
+    ) -> None:
         present = (
             {p.name for p in Path(root).iterdir() if p.is_dir()} if Path(root).is_dir() else set()
         )
         order = [c for c in SCENES if c in present]
-        super().__init__(root, order or None, split_file, split_seed)
+        order += sorted(c for c in present - set(SCENES) if not c.startswith("."))
+        super().__init__(root, order or None, split_file, split_seed, **options)

@@ -1,4 +1,4 @@
-"""The one evaluator: accuracy of any method on any split."""
+"""The one evaluator: accuracy of any method on any split, on one or many processes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bimors.engine.data import TaskData
+from bimors.engine.dist import Dist
 from bimors.engine.features import FeatureSource
 from bimors.engine.precision import autocast
 from bimors.methods.base import Method
@@ -36,10 +37,13 @@ def evaluate(
     precision: str = "fp32",
     num_workers: int = 0,
     progress: bool = False,
+    dist: Dist | None = None,
     features: FeatureSource | None = None,
 ) -> EvalResult:
     """Top-1 accuracy of ``method`` on ``data`` (the method's class set is switched to it).
 
+    With several processes each evaluates a disjoint shard and the per-class
+    counts are summed, so the result equals a single-process evaluation.
     ``features`` says where image features come from (default: the image encoder
     on every batch; a :class:`~bimors.engine.features.CachedFeatures` reuses them).
     """
@@ -51,14 +55,8 @@ def evaluate(
     n_cls = len(data.classnames)
     correct = torch.zeros(n_cls, dtype=torch.long)
     total = torch.zeros(n_cls, dtype=torch.long)
-    loader = features.loader(
-        method,
-        data,
-        batch_size,
-        False,
-        num_workers=num_workers,
-        pin_memory=device.type == "cuda",
-        precision=precision,
+    loader = features.eval_loader(
+        method, data, batch_size, dist, num_workers, device.type == "cuda", precision
     )
     for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
         labels = batch["label"]
@@ -68,6 +66,8 @@ def evaluate(
         pred = logits.argmax(dim=-1).cpu()
         total += torch.bincount(labels, minlength=n_cls)
         correct += torch.bincount(labels[pred == labels], minlength=n_cls)
+    if dist is not None:
+        correct, total = dist.sum(correct), dist.sum(total)
     n, c = int(total.sum()), int(correct.sum())
     per_class = [
         100.0 * float(a) / float(b) if b else float("nan")

@@ -43,11 +43,16 @@ _WEIGHT_DIGESTS: weakref.WeakKeyDictionary[FrozenCLIP, str] = weakref.WeakKeyDic
 
 
 def default_cache_dir() -> Path:
-    """``$BIMORS_CACHE_DIR``, else ``$XDG_CACHE_HOME/bimors/features`` (``~/.cache/...``)."""
+    """``$BIMORS_CACHE_DIR``, else ``features`` in the user cache of bimors.
+
+    The user cache is ``$BIMORS_CACHE``, ``$XDG_CACHE_HOME/bimors`` or
+    ``~/.cache/bimors`` (where published splits are kept too).
+    """
     if os.environ.get("BIMORS_CACHE_DIR"):
-        return Path(os.environ["BIMORS_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "bimors" / "features"
+        return Path(os.environ["BIMORS_CACHE_DIR"]).expanduser()
+    from bimors.data.published import cache_dir
+
+    return cache_dir() / "features"
 
 
 def weights_digest(backbone: FrozenCLIP) -> str:

@@ -16,6 +16,12 @@ and run no image encoder:
   This replaces an endless stream of random augmentations by V fixed ones, a
   different augmentation distribution: that is why it is off by default.
 
+Both sources shard exactly like :mod:`bimors.engine.data`: a training epoch
+is a pure function of (seed, epoch, rank) with the same per-rank order of
+images as :func:`~bimors.engine.data.train_loader` (so resuming and several
+processes stay exact), and evaluation reads only this rank's shard of the
+images, whose counts the evaluator sums.
+
 A method whose image features depend on trainable state sets
 ``frozen_image_features = False`` and always gets the plain path.
 """
@@ -25,45 +31,77 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from bimors.backbones.base import ImageFeatures
 from bimors.data.images import ImageDataset
 from bimors.data.split import stable_seed
-from bimors.engine.data import TaskData, make_loader
+from bimors.engine.data import TaskData, epoch_sampler, eval_loader, seed_epoch, train_loader
 from bimors.engine.feature_cache import FeatureCache, FeatureSpace, space_description
 from bimors.engine.precision import autocast, resolve_precision
 from bimors.methods.base import Method
 
+if TYPE_CHECKING:
+    from bimors.engine.dist import Dist
+
 logger = logging.getLogger(__name__)
+
+
+def _rank(dist: Dist | None) -> tuple[int, int]:
+    return (dist.rank, dist.world_size) if dist is not None else (0, 1)
+
+
+def _shard(dist: Dist | None, n: int) -> list[int] | None:
+    """This rank's image indices for evaluation (None: all of them, in order)."""
+    return dist.shard(n) if dist is not None and dist.world_size > 1 else None
 
 
 class FeatureSource:
     """Decode images and run the frozen image encoder on every batch."""
 
-    def loader(
+    def uses_cache(self, method: Method, train: bool) -> bool:
+        """Whether batches of ``method`` for training (or evaluation) carry cached features."""
+        return False
+
+    def describe(self, method: Method, train: bool) -> str:
+        """Where the image features of ``method`` come from: ``cache`` or ``encoder``."""
+        return "cache" if self.uses_cache(method, train) else "encoder"
+
+    def train_loader(
         self,
         method: Method,
         data: TaskData,
         batch_size: int,
-        train: bool,
-        *,
-        seed: int = 0,
+        seed: int,
+        epoch: int,
+        dist: Dist | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
         precision: str = "fp32",
     ) -> Iterable[dict[str, Any]]:
-        """Batches of ``data``; for ``train``, shuffled and augmented reproducibly from ``seed``."""
-        return make_loader(data, batch_size, train, seed, num_workers, pin_memory)
+        """Shuffled batches of one epoch for this rank: :func:`bimors.engine.data.train_loader`."""
+        rank, world = _rank(dist)
+        return train_loader(data, batch_size, seed, epoch, rank, world, num_workers, pin_memory)
 
-    def start_epoch(self, epoch: int) -> None:
-        """Say which (0-based) epoch starts; sources whose batches depend on it listen."""
+    def eval_loader(
+        self,
+        method: Method,
+        data: TaskData,
+        batch_size: int,
+        dist: Dist | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        precision: str = "fp32",
+    ) -> Iterable[dict[str, Any]]:
+        """This rank's shard of ``data`` in order: :func:`~bimors.engine.data.eval_loader`."""
+        indices = _shard(dist, len(data))
+        return eval_loader(data, batch_size, indices, num_workers, pin_memory)
 
     def image_features(
         self, method: Method, batch: dict[str, Any], device: torch.device
@@ -106,76 +144,128 @@ class CachedFeatures(FeatureSource):
         self.train_views = train_views
         self.fill_batch_size = fill_batch_size
         self.progress = progress
-        self._samplers: list[ViewSampler] = []
+        # (images, views, precision, fields) -> filled training items of this run
+        self._ready: dict[tuple, tuple[ImageDataset, CachedItems]] = {}
 
     def uses_cache(self, method: Method, train: bool) -> bool:
         if not type(method).frozen_image_features:
             return False
         return self.train_views > 0 if train else self.eval
 
-    def start_epoch(self, epoch: int) -> None:
-        for sampler in self._samplers:
-            sampler.set_epoch(epoch)
-
-    def loader(
+    def train_loader(
         self,
         method: Method,
         data: TaskData,
         batch_size: int,
-        train: bool,
-        *,
-        seed: int = 0,
+        seed: int,
+        epoch: int,
+        dist: Dist | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
         precision: str = "fp32",
     ) -> Iterable[dict[str, Any]]:
-        if not self.uses_cache(method, train):
-            return super().loader(
-                method,
-                data,
-                batch_size,
-                train,
-                seed=seed,
-                num_workers=num_workers,
-                pin_memory=pin_memory,
-                precision=precision,
+        if not self.uses_cache(method, True):
+            return super().train_loader(
+                method, data, batch_size, seed, epoch, dist, num_workers, pin_memory, precision
             )
-        images = data.images
-        views = self.train_views if train else 1
-        device = method.backbone.device
-        space = self.cache.space(
-            space_description(
-                method.backbone, images.transform, resolve_precision(precision, device), device
-            )
+        rank, world = _rank(dist)
+        items = self._items(method, data, True, precision, None, dist, num_workers)
+        epoch_seed = seed_epoch(seed, epoch, rank)  # as the plain loader: methods may draw
+        sampler = ViewSampler(
+            epoch_sampler(items, seed, epoch, rank, world), self.train_views, seed, epoch
         )
-        fields = tuple(type(method).image_fields)
-        names = [
-            [space.entry_name(images.root / s.relpath, v) for v in range(views)]
-            for s in images.samples
-        ]
-        missing = [
-            (i, v)
-            for i in range(len(names))
-            for v in range(views)
-            if not space.has(names[i][v], fields)
-        ]
-        if missing:
-            self._fill(method, images, space, names, missing, fields, train, precision, num_workers)
-        items = CachedItems(space, names, [s.label for s in images.samples], fields)
-        gen = torch.Generator().manual_seed(seed)
-        base = RandomSampler(items, generator=gen) if train else SequentialSampler(items)
-        sampler = ViewSampler(base, views, seed)
-        if train:
-            self._samplers.append(sampler)
         return DataLoader(
             items,
             batch_size=batch_size,
             sampler=sampler,
-            drop_last=train and len(items) >= batch_size,
+            drop_last=len(sampler) >= batch_size,
             num_workers=num_workers,
             pin_memory=pin_memory,
-            generator=gen,
+            generator=torch.Generator().manual_seed(epoch_seed),
         )
+
+    def eval_loader(
+        self,
+        method: Method,
+        data: TaskData,
+        batch_size: int,
+        dist: Dist | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        precision: str = "fp32",
+    ) -> Iterable[dict[str, Any]]:
+        if not self.uses_cache(method, False):
+            return super().eval_loader(
+                method, data, batch_size, dist, num_workers, pin_memory, precision
+            )
+        indices = _shard(dist, len(data))
+        items = self._items(method, data, False, precision, indices, None, num_workers)
+        order = range(len(items)) if indices is None else indices
+        return DataLoader(
+            items,
+            batch_size=batch_size,
+            sampler=[(i, 0) for i in order],
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+        )
+
+    def _items(
+        self,
+        method: Method,
+        data: TaskData,
+        train: bool,
+        precision: str,
+        needed: Sequence[int] | None,
+        dist: Dist | None,
+        num_workers: int,
+    ) -> CachedItems:
+        """The cached items of ``data`` after filling what is missing.
+
+        ``needed``: the images this rank reads (None: all). With several ``dist``
+        processes in training (every rank reads every image over the epochs) each
+        rank fills its strided share, waits for the others, then fills anything
+        still missing itself (a cache folder not shared between machines).
+        Training items are checked once per run, not every epoch.
+        """
+        images = data.images
+        device = method.backbone.device
+        resolved = resolve_precision(precision, device)
+        fields = tuple(type(method).image_fields)
+        views = self.train_views if train else 1
+        key = (id(images), views, resolved, fields)
+        if train and key in self._ready and self._ready[key][0] is images:
+            return self._ready[key][1]
+        space = self.cache.space(
+            space_description(method.backbone, images.transform, resolved, device)
+        )
+        names = [
+            [space.entry_name(images.root / s.relpath, v) for v in range(views)]
+            for s in images.samples
+        ]
+        wanted = range(len(names)) if needed is None else needed
+        rank, world = _rank(dist)
+
+        def missing(shared: bool) -> list[tuple[int, int]]:
+            return [
+                (i, v)
+                for i in wanted
+                if not shared or i % world == rank
+                for v in range(views)
+                if not space.has(names[i][v], fields)
+            ]
+
+        todo = missing(shared=world > 1)
+        if todo:
+            self._fill(method, images, space, names, todo, fields, train, precision, num_workers)
+        if dist is not None and world > 1:
+            dist.barrier()
+            todo = missing(shared=False)
+            if todo:
+                self._fill(method, images, space, names, todo, fields, train, precision, 0)
+        items = CachedItems(space, names, [s.label for s in images.samples], fields)
+        if train:
+            self._ready[key] = (images, items)
+        return items
 
     def _fill(
         self,
@@ -221,32 +311,27 @@ def feature_source(
     )
 
 
-class ViewSampler(Sampler):
-    """Yields ``(index, view)``: the indices of ``base`` with the view each shows this epoch.
+class ViewSampler:
+    """Yields ``(index, view)`` for one epoch: the indices of ``base`` with the view each shows.
 
-    Each :meth:`__iter__` is one epoch; :meth:`set_epoch` sets the epoch the next
-    one is (for resuming), otherwise epochs count up from 0.
+    Image i shows view ``(epoch + offset(seed, i)) % views`` in ``epoch``, so any V
+    consecutive epochs show each view of each image once.
     """
 
-    def __init__(self, base: Sampler, views: int, seed: int) -> None:
-        self.base = base
-        self.views = views
-        n = len(base)  # type: ignore[arg-type]
-        self.offsets = (
-            [stable_seed("view", seed, i) % views for i in range(n)] if views > 1 else None
-        )
-        self._next_epoch = 0
+    def __init__(self, base: Iterable[int], views: int, seed: int, epoch: int) -> None:
+        self.base, self.views, self.seed, self.epoch = base, views, seed, epoch
 
-    def set_epoch(self, epoch: int) -> None:
-        self._next_epoch = epoch
+    def view(self, i: int) -> int:
+        if self.views <= 1:
+            return 0
+        return (self.epoch + stable_seed("view", self.seed, i)) % self.views
 
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch, self._next_epoch = self._next_epoch, self._next_epoch + 1
         for i in self.base:
-            yield i, 0 if self.offsets is None else (epoch + self.offsets[i]) % self.views
+            yield i, self.view(i)
 
 
 class CachedItems(Dataset):

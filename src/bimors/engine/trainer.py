@@ -5,33 +5,41 @@ schedule stepped per epoch, optional bf16/fp16 autocast, a non-finite loss
 either stopping the run with the step named or skipping the step when asked.
 Model selection never sees test data: the last epoch, or the best epoch on
 val when ``selection: val``.
+
+With an output folder the trainer writes ``metrics.jsonl`` and TensorBoard
+events every epoch, ``last.pt`` (everything needed to resume) after every
+epoch, and ``checkpoint.pt`` (the selected model) at the end. Because each
+epoch's data order and augmentation depend only on (seed, epoch), a run
+resumed from ``last.pt`` ends exactly where an uninterrupted run would.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
-import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bimors.engine.checkpoint import save_checkpoint
+from bimors import atomic
+from bimors.engine.checkpoint import read_checkpoint, save_checkpoint
 from bimors.engine.data import TaskData
+from bimors.engine.dist import Dist
 from bimors.engine.evaluator import evaluate
 from bimors.engine.features import FeatureSource
 from bimors.engine.precision import autocast, grad_scaler
 from bimors.engine.schedule import lr_at_epoch
-from bimors.errors import BimorsError
+from bimors.errors import BimorsError, CheckpointError
 from bimors.methods.base import Method
 from bimors.run_config import TrainConfig
 
 logger = logging.getLogger(__name__)
+
+LAST = "last.pt"
+FINAL = "checkpoint.pt"
 
 
 class NonFiniteLossError(BimorsError, FloatingPointError):
@@ -47,13 +55,11 @@ class TrainResult:
     selection: str  # "last" or "val"
     selected_epoch: int
     history: list[dict[str, Any]]
+    resumed_from: int = 0  # epochs already done when this call started
 
 
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch; optionally ask torch for deterministic kernels."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+def set_determinism(deterministic: bool) -> None:
+    """Ask torch for deterministic kernels (slower; needed for bit-exact resume on GPU)."""
     if deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
@@ -70,6 +76,7 @@ class Trainer:
         run_config: dict[str, Any] | None = None,
         num_workers: int = 0,
         progress: bool = False,
+        dist: Dist | None = None,
         features: FeatureSource | None = None,
     ) -> None:
         self.method = method
@@ -79,6 +86,7 @@ class Trainer:
         self.run_config = run_config or {}
         self.num_workers = num_workers
         self.progress = progress
+        self.dist = dist or Dist("cpu" if method.backbone.device.type == "cpu" else "auto")
         self.device = method.backbone.device
         params = method.trainable_parameters()
         for p in params:
@@ -92,44 +100,96 @@ class Trainer:
             else None
         )
         self.scaler = grad_scaler(self.device, cfg.precision)
+        self.model = self.dist.wrap(method) if params else method
 
-    def _log(self, row: dict[str, Any]) -> None:
+    # -- state for resume -------------------------------------------------------------------
+    def _state(self, epoch: int, steps: int, skipped: int, history: list, best: dict) -> dict:
+        return {
+            "epoch": epoch,
+            "steps": steps,
+            "skipped": skipped,
+            "history": history,
+            "best": best,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def _resume(self) -> dict | None:
+        if not self.out_dir or not (self.out_dir / LAST).is_file():
+            return None
+        payload = read_checkpoint(self.out_dir / LAST)
+        saved = payload.get("config", {}).get("train")
+        if saved is not None and saved != dataclasses.asdict(self.cfg):
+            raise CheckpointError(
+                f"{self.out_dir / LAST} was written with other training settings; "
+                "resume with the same config, or start a new run directory"
+            )
+        self.method.load_method_state_dict(payload["state"], str(self.out_dir / LAST))
+        trainer = payload["trainer"]
+        self.optimizer.load_state_dict(trainer["optimizer"])
+        self.scaler.load_state_dict(trainer["scaler"])
+        logger.info("resuming %s after epoch %d", self.out_dir, trainer["epoch"])
+        return trainer
+
+    def _write_epoch(self, row: dict, history: list) -> None:
         logger.info("epoch %d: %s", row["epoch"], {k: v for k, v in row.items() if k != "epoch"})
-        if self.out_dir:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.out_dir / "metrics.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row) + "\n")
+        if not (self.out_dir and self.dist.is_main):
+            return
+        atomic.write_jsonl(self.out_dir / "metrics.jsonl", history)
+        writer = self._tensorboard(row["epoch"])
+        if writer is not None:
+            for key, value in row.items():
+                if key != "epoch" and isinstance(value, (int, float)):
+                    writer.add_scalar(key, value, row["epoch"])
+            writer.flush()
 
-    def fit(self, train: TaskData, val: TaskData | None = None) -> TrainResult:
+    def _tensorboard(self, epoch: int):
+        if not hasattr(self, "_tb"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=epoch)
+            except ImportError:  # tensorboard is optional at run time
+                logger.warning("tensorboard is not installed; metrics go to metrics.jsonl only")
+                self._tb = None
+        return self._tb
+
+    # -- training -----------------------------------------------------------------------------
+    def fit(self, train: TaskData, val: TaskData | None = None, resume: bool = True) -> TrainResult:
         """Train for ``cfg.epochs`` epochs on ``train``; ``val`` is used only for selection."""
         cfg, method = self.cfg, self.method
         if self.optimizer is None:
             logger.info("method %s has nothing to train; skipping training", method.name)
-            return TrainResult(0, 0, 0, float("nan"), "last", -1, [])
+            return TrainResult(0, 0, 0, float("nan"), "last", 0, [])
         if cfg.selection == "val" and val is None:
             raise ValueError("train.selection=val needs a validation split")
-        seed_everything(cfg.seed, cfg.deterministic)
+        set_determinism(cfg.deterministic)
         method.set_classnames(train.classnames)
-        loader = self.features.loader(
-            method,
-            train,
-            cfg.batch_size,
-            True,
-            seed=cfg.seed,
-            num_workers=self.num_workers,
-            pin_memory=self.device.type == "cuda",
-            precision=cfg.precision,
+        state = self._resume() if resume else None
+        start = state["epoch"] if state else 0
+        steps = state["steps"] if state else 0
+        skipped = state["skipped"] if state else 0
+        history: list[dict[str, Any]] = state["history"] if state else []
+        best: dict[str, Any] = (
+            state["best"] if state else {"acc": -math.inf, "epoch": 0, "state": None}
         )
-        history: list[dict[str, Any]] = []
-        steps = skipped = 0
-        best_acc, best_epoch, best_state = -math.inf, -1, None
-        loss_value = float("nan")
-        for epoch in range(cfg.epochs):
+        loss_value = history[-1]["loss"] if history else float("nan")
+        for epoch in range(start, cfg.epochs):
             lr = lr_at_epoch(epoch, cfg.lr, cfg.epochs, cfg.warmup_epochs, cfg.warmup_lr)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             method.train()
-            self.features.start_epoch(epoch)
+            loader = self.features.train_loader(
+                method,
+                train,
+                cfg.batch_size,
+                cfg.seed,
+                epoch,
+                self.dist,
+                self.num_workers,
+                self.device.type == "cuda",
+                cfg.precision,
+            )
             total, correct, loss_sum, n_batches = 0, 0, 0.0, 0
             bar = tqdm(
                 loader,
@@ -173,28 +233,45 @@ class Trainer:
                     cfg.eval_batch_size,
                     cfg.precision,
                     self.num_workers,
+                    dist=self.dist,
                     features=self.features,
                 ).accuracy
                 method.set_classnames(train.classnames)
                 row["val_acc"] = acc
-                if acc > best_acc:
-                    best_acc, best_epoch, best_state = acc, epoch + 1, method.method_state_dict()
+                if acc > best["acc"]:
+                    best = {"acc": acc, "epoch": epoch + 1, "state": method.method_state_dict()}
             history.append(row)
-            self._log(row)
+            self._save_last(epoch + 1, steps, skipped, history, best)
+            self._write_epoch(row, history)
         selected = cfg.epochs
-        if cfg.selection == "val" and best_state is not None:
-            method.load_method_state_dict(best_state, "best-on-val state")
-            selected = best_epoch
-        if self.out_dir:
+        if cfg.selection == "val" and best["state"] is not None:
+            method.load_method_state_dict(best["state"], "best-on-val state")
+            selected = best["epoch"]
+        if self.out_dir and self.dist.is_main:
             save_checkpoint(
-                self.out_dir / "checkpoint.pt",
+                self.out_dir / FINAL,
                 method,
                 self.run_config,
                 epoch=cfg.epochs,
                 selected_epoch=selected,
                 selection=cfg.selection,
             )
-        return TrainResult(cfg.epochs, steps, skipped, loss_value, cfg.selection, selected, history)
+            (self.out_dir / LAST).unlink(missing_ok=True)
+        if getattr(self, "_tb", None) is not None:
+            self._tb.close()
+        self.dist.barrier()
+        return TrainResult(
+            cfg.epochs, steps, skipped, loss_value, cfg.selection, selected, history, start
+        )
+
+    def _save_last(self, epoch: int, steps: int, skipped: int, history: list, best: dict) -> None:
+        if self.out_dir and self.dist.is_main:
+            save_checkpoint(
+                self.out_dir / LAST,
+                self.method,
+                self.run_config,
+                trainer=self._state(epoch, steps, skipped, history, best),
+            )
 
     def _step_loss(
         self, data: TaskData, batch: dict
@@ -203,6 +280,6 @@ class Trainer:
         caps = data.captions[batch["index"]].to(self.device) if data.captions is not None else None
         with autocast(self.device, self.cfg.precision):
             feats = self.features.image_features(self.method, batch, self.device)
-            logits = self.method(feats, caps)
+            logits = self.model(feats, caps)
             loss = self.method.loss(logits.float(), labels)
         return loss, logits, labels

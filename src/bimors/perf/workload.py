@@ -158,8 +158,8 @@ class Workload:
         """The cached loader of the first images in batches of ``batch`` (filled on creation)."""
         key = (batch, precision)
         if key not in self._loaders:
-            self._loaders[key] = self.source.loader(
-                self.method, self.data, batch, False, precision=precision
+            self._loaders[key] = self.source.eval_loader(
+                self.method, self.data, batch, precision=precision
             )
         return self._loaders[key]
 

@@ -8,12 +8,18 @@ only, and on the new test images with new class names only.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
-from bimors.data.fewshot import base_new_labels, fewshot_indices, subsample_classes
+from bimors.data.fewshot import base_new_labels, fewshot_with_index, subsample_classes
 from bimors.data.split import Sample, Split
 
 #: Validation images per class: CoOp samples min(shots, 4) for val.
 MAX_VAL_SHOTS = 4
+
+
+def val_shots(shots: int) -> int:
+    """Validation shots for ``shots`` training shots (all images when shots <= 0)."""
+    return min(shots, MAX_VAL_SHOTS) if shots > 0 else 0
 
 
 @dataclasses.dataclass
@@ -33,21 +39,29 @@ class Base2NewTasks:
     fewshot: dict[str, list[int]]  # part -> indices into the class-subsampled part
 
 
-def base2new_tasks(split: Split, shots: int, seed: int, dataset: str) -> Base2NewTasks:
-    """The train/val/test tasks of base-to-new for one seed."""
+def base2new_tasks(
+    split: Split, shots: int, seed: int, dataset: str, index_file: str | Path | None = None
+) -> Base2NewTasks:
+    """The train/val/test tasks of base-to-new for one seed.
+
+    ``index_file`` keeps the few-shot choice: read back if it exists, else written.
+    """
     base, new = base_new_labels(len(split.classnames))
     base_names = [split.classnames[i] for i in base]
     new_names = [split.classnames[i] for i in new]
     train_all = subsample_classes(split.train, base)
     val_all = subsample_classes(split.val, base)
-    train_idx = fewshot_indices(train_all, shots, seed, f"{dataset}/train")
-    val_idx = fewshot_indices(
-        val_all, min(shots, MAX_VAL_SHOTS) if shots > 0 else 0, seed, f"{dataset}/val"
+    idx = fewshot_with_index(
+        {"train": (train_all, shots), "val": (val_all, val_shots(shots))},
+        seed,
+        dataset,
+        shots,
+        index_file,
     )
     return Base2NewTasks(
-        train=Task(base_names, [train_all[i] for i in train_idx]),
-        val=Task(base_names, [val_all[i] for i in val_idx]),
+        train=Task(base_names, [train_all[i] for i in idx["train"]]),
+        val=Task(base_names, [val_all[i] for i in idx["val"]]),
         test_base=Task(base_names, subsample_classes(split.test, base)),
         test_new=Task(new_names, subsample_classes(split.test, new)),
-        fewshot={"train": train_idx, "val": val_idx},
+        fewshot=idx,
     )

@@ -1,7 +1,8 @@
 """Mean and spread over seeds, and the harmonic mean the base-to-new tables report.
 
 The standard HM (CoCoOp, APPLeNet, BiMoRS) is computed from the seed-averaged
-base and new accuracies, not averaged over per-seed HMs.
+base and new accuracies, not averaged over per-seed HMs. Averages over
+datasets are means of the per-dataset seed means.
 """
 
 from __future__ import annotations
@@ -45,11 +46,27 @@ class Base2NewRow:
         return harmonic_mean(self.base.mean, self.new.mean)
 
 
+def _latest(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per (protocol, method, train dataset, dataset, split, seed): the last seen."""
+    out: dict[tuple, dict[str, Any]] = {}
+    for r in records:
+        key = (
+            r.get("protocol"),
+            r["method"],
+            r.get("train_dataset", r["dataset"]),
+            r["dataset"],
+            r["split"],
+            r["seed"],
+        )
+        out[key] = r
+    return list(out.values())
+
+
 def base2new_rows(records: Iterable[dict[str, Any]]) -> list[Base2NewRow]:
     """One row per (method, dataset) from base2new records, plus an ``average`` dataset row
     per method (mean over datasets of the seed-averaged accuracies)."""
     acc: dict[tuple[str, str, str], list[float]] = defaultdict(list)
-    for r in records:
+    for r in _latest(records):
         if r.get("protocol") != "base2new":
             continue
         acc[(r["method"], r["dataset"], r["split"])].append(float(r["accuracy"]))
@@ -74,3 +91,37 @@ def base2new_rows(records: Iterable[dict[str, Any]]) -> list[Base2NewRow]:
                 )
             )
     return out
+
+
+@dataclasses.dataclass
+class TransferRow:
+    """Cross-dataset or domain generalisation: one method trained on ``source``."""
+
+    protocol: str
+    method: str
+    source: str
+    cells: dict[str, Stat]  # dataset -> accuracy over seeds (source first)
+
+    @property
+    def targets(self) -> list[str]:
+        return [d for d in self.cells if d != self.source]
+
+    @property
+    def target_average(self) -> float:
+        means = [self.cells[d].mean for d in self.targets]
+        return statistics.fmean(means) if means else math.nan
+
+
+def transfer_rows(records: Iterable[dict[str, Any]], protocol: str) -> list[TransferRow]:
+    """Rows of a cross-dataset or domain-generalisation table."""
+    acc: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in _latest(records):
+        if r.get("protocol") != protocol:
+            continue
+        source = r.get("train_dataset", r["dataset"])
+        acc[(r["method"], source)][r["dataset"]].append(float(r["accuracy"]))
+    rows = []
+    for (method, source), cells in acc.items():
+        order = [source] + [d for d in cells if d != source] if source in cells else list(cells)
+        rows.append(TransferRow(protocol, method, source, {d: Stat.of(cells[d]) for d in order}))
+    return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bimors import atomic
-from bimors.report.aggregate import Base2NewRow
+from bimors.report.aggregate import Base2NewRow, TransferRow
 
 
 def base2new_bars(rows: list[Base2NewRow], path: str | Path, title: str = "Base-to-new") -> Path:
@@ -36,6 +36,37 @@ def base2new_bars(rows: list[Base2NewRow], path: str | Path, title: str = "Base-
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.legend(ncols=3, fontsize=8, loc="upper right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
+
+
+def transfer_bars(rows: list[TransferRow], path: str | Path, title: str) -> Path:
+    """Bars of accuracy per target dataset for each method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    datasets = list(dict.fromkeys(d for r in rows for d in r.cells))
+    x = np.arange(len(datasets))
+    width = 0.8 / max(len(rows), 1)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.3 * len(datasets) + 1), 3.2), dpi=120)
+    for k, r in enumerate(rows):
+        values = [r.cells[d].mean if d in r.cells else 0.0 for d in datasets]
+        ax.bar(
+            x + (k - (len(rows) - 1) / 2) * width, values, width, label=f"{r.method} ({r.source})"
+        )
+    ax.set_xticks(x, datasets)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path = Path(path)

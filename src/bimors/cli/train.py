@@ -1,0 +1,63 @@
+"""``bimors train``: one run (one method, dataset and seed) of a protocol into a run folder."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bimors.cli.common import (
+    add_config_args,
+    add_store_args,
+    format_record,
+    pairs,
+    progress_enabled,
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train and evaluate one run into a run folder")
+    p.add_argument("--method", required=True)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--root", required=True, help="the dataset's folder")
+    p.add_argument(
+        "--protocol", default="base2new", choices=["base2new", "cross_dataset", "domain_gen"]
+    )
+    p.add_argument("--targets", nargs="*", default=[], metavar="NAME=DIR", help="transfer targets")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--overwrite", action="store_true")
+    add_store_args(p)
+    add_config_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bimors.backbones import load_backbone
+    from bimors.engine.dist import Dist
+    from bimors.experiment import CaptionStores, run_plan
+    from bimors.protocols.plans import PROTOCOLS
+    from bimors.protocols.runner import Roots, config_for
+
+    targets = pairs(args.targets, "--targets")
+    roots = Roots({args.dataset: args.root, **targets})
+    cfg = config_for(
+        args.method, args.dataset, Path(args.root), args.seed, args.config, args.overrides
+    )
+    dist = Dist(cfg.train.device)
+    backbone = load_backbone(cfg.backbone.adapter, cfg.backbone.model, cfg.backbone.pretrained).to(
+        dist.device
+    )
+    plan = PROTOCOLS.get(args.protocol).build(
+        roots.dataset(args.dataset), cfg.data.shots, args.seed, [roots.dataset(t) for t in targets]
+    )
+    stores = CaptionStores(cfg, pairs(args.store, "--store"))
+    try:
+        records = run_plan(
+            cfg, plan, backbone, stores, args.out, args.overwrite, progress_enabled(), dist
+        )
+    finally:
+        stores.close()
+    for r in records:
+        print(format_record(r))
+    print(f"run folder: {args.out}")
+    return 0

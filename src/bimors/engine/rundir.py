@@ -1,0 +1,134 @@
+"""A run directory: what was run, how far it got, and what it measured.
+
+Layout::
+
+    RUN_DIR/
+      meta.json        package version, method, protocol, datasets, seed, status
+      config.yaml      the resolved config
+      fewshot.json     few-shot indices used (per part)
+      metrics.jsonl    one row per epoch (also TensorBoard events under tb/)
+      last.pt          resume state (while training)
+      checkpoint.pt    the selected model
+      results.jsonl    one record per evaluation
+
+An existing directory is reused only for the same version, method and config
+(to resume or skip); anything else is refused unless ``overwrite`` is given,
+so nothing is overwritten by accident.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from bimors import __version__, atomic
+from bimors.errors import ConfigError
+
+Status = Literal["new", "resume", "done"]
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # -- files --------------------------------------------------------------------------------
+    @property
+    def meta_file(self) -> Path:
+        return self.path / "meta.json"
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def results_file(self) -> Path:
+        return self.path / "results.jsonl"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    def meta(self) -> dict[str, Any]:
+        if not self.meta_file.is_file():
+            raise ConfigError(f"{self.path} is not a bimors run directory (no meta.json)")
+        return json.loads(self.meta_file.read_text(encoding="utf-8"))
+
+    def config(self) -> dict[str, Any]:
+        return yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def prepare(
+        self, config: dict[str, Any], meta: dict[str, Any], overwrite: bool = False
+    ) -> Status:
+        """Create the directory or decide whether an existing one is resumed or done.
+
+        Refuses a directory made by another version, for another method or with
+        another config, unless ``overwrite`` (which deletes it first).
+        """
+        if self.path.exists() and any(self.path.iterdir()):
+            problem = self._mismatch(config, meta)
+            if problem and not overwrite:
+                raise ConfigError(
+                    f"run directory {self.path} {problem}; pass --overwrite to replace it, "
+                    "or choose another output directory"
+                )
+            if problem or overwrite:
+                shutil.rmtree(self.path)
+            elif self.meta().get("status") == "done" and self.results_file.is_file():
+                return "done"
+            else:
+                return "resume"
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic.write_text(self.config_file, yaml.safe_dump(config, sort_keys=False))
+        atomic.write_json(
+            self.meta_file, {**meta, "bimors_version": __version__, "status": "running"}
+        )
+        return "new"
+
+    def _mismatch(self, config: dict[str, Any], meta: dict[str, Any]) -> str | None:
+        if not self.meta_file.is_file():
+            return "exists and is not a bimors run directory"
+        old = self.meta()
+        if old.get("bimors_version") != __version__:
+            return f"was made by bimors {old.get('bimors_version')}, this is {__version__}"
+        for key in ("method", "protocol", "dataset", "seed"):
+            if key in meta and old.get(key) != meta[key]:
+                return f"holds {key} {old.get(key)!r}, not {meta[key]!r}"
+        if self.config_file.is_file() and self.config() != config:
+            return "was run with a different config"
+        return None
+
+    def mark_done(self) -> None:
+        atomic.write_json(self.meta_file, {**self.meta(), "status": "done"})
+
+    # -- records ------------------------------------------------------------------------------
+    def records(self) -> list[dict[str, Any]]:
+        if not self.results_file.is_file():
+            return []
+        return [
+            json.loads(x) for x in self.results_file.read_text(encoding="utf-8").splitlines() if x
+        ]
+
+    def add_records(self, new: list[dict[str, Any]]) -> None:
+        """Add evaluation records; a record for the same (dataset, split) replaces the old one."""
+        keys = {(r["dataset"], r["split"]) for r in new}
+        kept = [r for r in self.records() if (r["dataset"], r["split"]) not in keys]
+        atomic.write_jsonl(self.results_file, kept + new)
+
+    def write_json(self, name: str, obj: Any) -> None:
+        atomic.write_json(self.path / name, obj)
+
+
+def check_run_version(run: RunDir, allow_other_version: bool = False) -> dict[str, Any]:
+    """The run's meta, refusing a run made by another bimors version unless allowed."""
+    meta = run.meta()
+    if meta.get("bimors_version") != __version__ and not allow_other_version:
+        raise ConfigError(
+            f"run directory {run.path} was made by bimors {meta.get('bimors_version')}, this is "
+            f"{__version__}; results may differ: pass --allow-other-version to use it anyway"
+        )
+    return meta

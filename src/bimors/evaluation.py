@@ -1,0 +1,79 @@
+"""``bimors eval``: evaluate a finished run on any dataset and split, adding records to it."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from bimors.data import build_dataset
+from bimors.data.base import SceneDataset
+from bimors.engine.dist import Dist
+from bimors.errors import CheckpointError
+from bimors.experiment import CaptionStores, evaluate_specs, task_data
+from bimors.protocols.base2new import Task, base2new_tasks
+from bimors.protocols.plan import EvalSpec, Plan
+from bimors.trained import TrainedRun
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("base", "new", "all")
+
+
+def test_task(dataset: SceneDataset, split: str) -> Task:
+    """The test images of ``dataset`` for ``split``: base or new classes, or all of them."""
+    if split == "all":
+        s = dataset.split()
+        return Task(s.classnames, list(s.test))
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    tasks = base2new_tasks(dataset.split(), 0, 0, dataset.name)
+    return tasks.test_base if split == "base" else tasks.test_new
+
+
+def trained_split(protocol: str) -> str:
+    """The class subset a protocol trains on."""
+    return "base" if protocol == "base2new" else "all"
+
+
+def evaluate_run(
+    trained: TrainedRun,
+    dataset_name: str | None = None,
+    root: str | Path | None = None,
+    splits: list[str] | None = None,
+    stores: dict[str, str] | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Evaluate ``trained`` on ``splits`` of a dataset (default: the run's own) and record it."""
+    cfg, meta = trained.cfg, trained.meta
+    name = dataset_name or cfg.data.dataset
+    dataset = build_dataset(name, root or (cfg.data.root if name == cfg.data.dataset else None))
+    own = trained_split(meta.get("protocol", "base2new"))
+    splits = splits or (["base", "new"] if own == "base" else ["all"])
+    specs = [EvalSpec(dataset, s, test_task(dataset, s)) for s in splits]
+    for spec in specs:
+        names = dataset.prompt_names(spec.task.classnames, cfg.data.classnames)
+        if name == cfg.data.dataset and spec.split == own and names != trained.classnames:
+            raise CheckpointError(
+                f"the classes of {dataset.root} ({spec.split}) differ from the checkpoint's: "
+                f"dataset has {names}, checkpoint has {trained.classnames}; evaluate on the "
+                "dataset the run was trained on, or pick another split"
+            )
+    plan = Plan(meta.get("protocol", "base2new"), dataset, specs[0].task, specs[0].task, specs, {})
+    caption_stores = CaptionStores(cfg, stores)
+
+    def data(ds, task, train):
+        store = caption_stores.get(ds) if trained.method.uses_captions else None
+        return task_data(ds, task, trained.backbone, train, store, cfg.data.classnames)
+
+    dist = Dist(str(trained.backbone.device))
+    try:
+        records = evaluate_specs(cfg, plan, trained.method, data, dist, progress)
+    finally:
+        caption_stores.close()
+    for r in records:
+        r["train_dataset"] = meta.get("dataset", cfg.data.dataset)
+        r["run"] = str(trained.run.path)
+    if dist.is_main:
+        trained.run.add_records(records)
+    return records

@@ -1,0 +1,38 @@
+"""Domain generalisation (APPLeNet): train on PatternNetv2, test on the other v2 datasets.
+
+The four v2 datasets share 16 classes with identical names and label order;
+only the imaging domain changes. Training is few-shot on PatternNetv2; each
+target's test split is evaluated with the same 16 class names. A target whose
+classes or order differ is refused: its accuracies would be meaningless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from bimors.data.split import Split
+from bimors.errors import DataError
+from bimors.protocols.transfer import TransferTasks, transfer_tasks
+
+SOURCE = "patternnetv2"
+TARGETS = ("rsicdv2", "resisc45v2", "mlrsnetv2")
+
+
+def domain_generalisation_tasks(
+    source_split: Split,
+    target_splits: Mapping[str, Split],
+    shots: int,
+    seed: int,
+    source: str = SOURCE,
+    index_file: str | Path | None = None,
+) -> TransferTasks:
+    """Train/val on ``source``; test on each target, which must share the label order."""
+    for name, split in target_splits.items():
+        if split.classnames != source_split.classnames:
+            raise DataError(
+                f"domain generalisation needs the source's classes in the same label order; "
+                f"{name} has {split.classnames}, {source} has {source_split.classnames}: "
+                "use the published v2 split files"
+            )
+    return transfer_tasks(source_split, target_splits, shots, seed, source, index_file)

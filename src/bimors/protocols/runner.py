@@ -1,0 +1,113 @@
+"""The protocol grid: every (method, dataset, seed) run of a protocol, skipping finished runs.
+
+Run directories are ``OUT/<protocol>/<train dataset>/<method>/seed<k>``, so a
+rerun of the same command skips what is done and resumes what is not.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from bimors.backbones import load_backbone
+from bimors.backbones.base import FrozenCLIP
+from bimors.data import DATASETS, build_dataset
+from bimors.data.base import SceneDataset
+from bimors.engine.dist import Dist
+from bimors.errors import ConfigError
+from bimors.experiment import CaptionStores, run_plan
+from bimors.protocols.plans import PROTOCOLS
+from bimors.run_config import RunConfig, resolve_config
+
+logger = logging.getLogger(__name__)
+
+
+class Roots:
+    """Where each dataset lives: ``--root NAME=DIR`` pairs, or ``DATA_ROOT/<dataset folder>``."""
+
+    def __init__(self, explicit: dict[str, str] | None = None, data_root: str | Path | None = None):
+        self.explicit = {k: Path(v) for k, v in (explicit or {}).items()}
+        self.data_root = Path(data_root) if data_root else None
+
+    def __call__(self, name: str) -> Path:
+        if name in self.explicit:
+            return self.explicit[name]
+        if self.data_root is not None:
+            folder = getattr(DATASETS.get(name), "folder", None) or name
+            return self.data_root / folder
+        raise ConfigError(
+            f"no folder given for dataset {name!r}; pass --root {name}=DIR or --data-root DIR"
+        )
+
+    def dataset(self, name: str) -> SceneDataset:
+        return build_dataset(name, self(name))
+
+
+def run_dir_for(out: str | Path, protocol: str, dataset: str, method: str, seed: int) -> Path:
+    return Path(out) / protocol / dataset / method / f"seed{seed}"
+
+
+def config_for(
+    method: str,
+    dataset: str,
+    root: Path,
+    seed: int,
+    config_file: str | Path | None,
+    overrides: list[str],
+) -> RunConfig:
+    """The resolved config of one grid cell: preset <- file <- overrides <- cell values."""
+    cell = [f"data.dataset={dataset}", f"data.root={root}", f"train.seed={seed}"]
+    return resolve_config(method, config_file, [*overrides, *cell])
+
+
+def run_grid(
+    protocol: str,
+    methods: list[str],
+    datasets: list[str] | None,
+    seeds: list[int],
+    roots: Roots,
+    out: str | Path,
+    config_file: str | Path | None = None,
+    overrides: list[str] | None = None,
+    targets: list[str] | None = None,
+    stores: dict[str, str] | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Run ``protocol`` for every method, training dataset and seed; returns all records."""
+    proto = PROTOCOLS.get(protocol)
+    sources = datasets or ([proto.default_source] if proto.default_source else [])
+    if not sources:
+        raise ConfigError(f"protocol {protocol!r} needs --dataset")
+    target_names = list(targets) if targets is not None else list(proto.default_targets)
+    backbones: dict[tuple, FrozenCLIP] = {}
+    records: list[dict[str, Any]] = []
+    for source in sources:
+        train_ds = roots.dataset(source)
+        target_ds = [roots.dataset(t) for t in target_names]
+        for method in methods:
+            for seed in seeds:
+                cfg = config_for(method, source, roots(source), seed, config_file, overrides or [])
+                key = (cfg.backbone.adapter, cfg.backbone.model, cfg.backbone.pretrained)
+                if key not in backbones:
+                    dist = Dist(cfg.train.device)
+                    backbones[key] = load_backbone(*key).to(dist.device)
+                plan = proto.build(train_ds, cfg.data.shots, seed, target_ds)
+                run_dir = run_dir_for(out, protocol, source, method, seed)
+                logger.info("%s: %s on %s, seed %d -> %s", protocol, method, source, seed, run_dir)
+                caption_stores = CaptionStores(cfg, stores)
+                try:
+                    records += run_plan(
+                        cfg,
+                        plan,
+                        backbones[key],
+                        caption_stores,
+                        run_dir,
+                        overwrite,
+                        progress,
+                        Dist(cfg.train.device),
+                    )
+                finally:
+                    caption_stores.close()
+    return records
