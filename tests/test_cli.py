@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -21,8 +23,9 @@ def test_list_prints_methods_backbones_datasets(capsys):
 
 
 def test_console_script_is_installed():
-    exe = shutil.which("bimors")
-    assert exe, "the bimors console script is not on PATH"
+    # beside the interpreter running the tests: the environment's scripts folder
+    exe = shutil.which("bimors", path=str(Path(sys.executable).parent))
+    assert exe, f"the bimors console script is not installed in {Path(sys.executable).parent}"
     out = subprocess.run([exe, "list"], capture_output=True, text=True, check=True).stdout
     assert "methods:" in out
 

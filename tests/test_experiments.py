@@ -3,8 +3,10 @@ report, predict, with skip/resume/refusal behaviour."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -85,6 +87,7 @@ def test_train_writes_a_complete_run_folder(trained_run, isolated_feature_cache)
         "meta.json",
         "config.yaml",
         "fewshot.json",
+        "data.json",
         "metrics.jsonl",
         "checkpoint.pt",
         "results.jsonl",
@@ -99,6 +102,10 @@ def test_train_writes_a_complete_run_folder(trained_run, isolated_feature_cache)
     assert cfg["method"]["name"] == "bimors" and cfg["train"]["epochs"] == 2
     fewshot = json.loads((trained_run / "fewshot.json").read_text())
     assert len(fewshot["train"]) == 3 * 4
+    data = json.loads((trained_run / "data.json").read_text())["synthetic"]
+    split_file = Path(data["split_file"])
+    assert split_file.is_file() and data["excluded"] == []
+    assert data["split_sha256"] == hashlib.sha256(split_file.read_bytes()).hexdigest()
     rows = [json.loads(x) for x in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
     recs = _records(trained_run)
@@ -200,6 +207,29 @@ def test_run_grid_report_and_skip(env, tmp_path, capsys):
     assert (
         runs / "base2new" / "synthetic" / "coop" / "seed1" / "checkpoint.pt"
     ).stat().st_mtime_ns == stamp
+
+
+def test_run_with_caption_fills_the_default_store_then_trains(env, tmp_path, capsys):
+    from bimors.captions.store import CaptionStore, default_store_path
+    from bimors.tiny import minilm_path
+
+    scenes = tmp_path / "synthetic"
+    shutil.copytree(env["scenes"], scenes)
+    runs = tmp_path / "runs"
+    argv = ["-q", "run", "--protocol", "base2new", "--method", "bimors", "--dataset",
+            "synthetic", "--seeds", "1", "--root", str(scenes), "--out", str(runs),
+            *env["sets"], "--set", "train.epochs=1"]  # fmt: skip
+    assert main(argv) == 2  # no store yet and no --caption: refused, naming the command
+    assert "make it with: bimors caption --dataset synthetic" in capsys.readouterr().err
+    assert main([*argv, "--caption"]) == 0
+    blip2 = env["sets"][5].split("=", 1)[1]  # captions.captioner=<tiny BLIP-2>
+    store_path = default_store_path(scenes, blip2, str(minilm_path()))
+    with CaptionStore(store_path, readonly=True) as store:
+        assert len(store) == len(list(scenes.glob("*/*.png")))
+    assert (runs / "base2new" / "synthetic" / "bimors" / "seed1" / "results.jsonl").is_file()
+    stamp = store_path.stat().st_mtime_ns
+    assert main([*argv, "--caption"]) == 0  # complete store and finished run: nothing redone
+    assert store_path.stat().st_mtime_ns == stamp
 
 
 def test_predict_cli_and_api(env, trained_run, capsys):

@@ -17,7 +17,7 @@ from bimors.engine.feature_cache import FeatureCache, FeatureSpace, space_descri
 from bimors.engine.features import CachedFeatures, FeatureSource, ViewSampler, view_pixels
 from bimors.engine.trainer import Trainer
 from bimors.errors import ConfigError, DataError
-from bimors.methods import build_method
+from bimors.methods import METHODS, build_method
 from bimors.methods.cocoop import CoCoOp
 from bimors.run_config import RunConfig, TrainConfig
 
@@ -45,12 +45,22 @@ def _no_image_encoder(monkeypatch, backbone):
     monkeypatch.setattr(backbone, "encode_image", refuse)
 
 
-@pytest.mark.parametrize("name", ["bimors", "cocoop"])
+#: Every method whose image features may be cached, with tiny-backbone parameters.
+CACHEABLE = [n for n in METHODS.names() if METHODS.get(n).frozen_image_features]
+PARAMS = {"maple": {"prompt_depth": 2}}
+
+
+@pytest.mark.parametrize("name", CACHEABLE)
 def test_cached_eval_features_give_the_same_logits_and_are_reused(
     backbone, scenes, tmp_path, monkeypatch, name
 ):
+    """Each method's declared ``image_fields`` are all its forward needs from the cache."""
     data = _data(scenes, backbone, train=False)
-    method = build_method(name, backbone, data.classnames, caption_dim=24)
+    method = build_method(name, backbone, data.classnames, PARAMS.get(name), caption_dim=24)
+    if method.closed_form:  # random fitted weights: logits depend on every field it reads
+        with torch.no_grad():
+            for _, p in method.own_parameters():  # never the shared frozen CLIP's
+                p.copy_(torch.randn_like(p).abs() + 0.5)
     cached = CachedFeatures(FeatureCache(tmp_path))
     plain = FeatureSource()
     with torch.no_grad():
@@ -64,10 +74,12 @@ def test_cached_eval_features_give_the_same_logits_and_are_reused(
                 _logits(method, cached, a, data), _logits(method, plain, b, data), **TOL
             )
     tokens_files = list(tmp_path.rglob("*.tokens.safetensors"))
-    assert bool(tokens_files) == (name == "bimors")  # pooled-only methods store no tokens
+    # methods that read no token states store none
+    assert bool(tokens_files) == ("tokens" in type(method).image_fields)
     # a second method (another seed, another run) reads the cache: no image encoder at all
     _no_image_encoder(monkeypatch, backbone)
-    again = build_method(name, backbone, data.classnames, caption_dim=24)
+    again = build_method(name, backbone, data.classnames, PARAMS.get(name), caption_dim=24)
+    again.load_state_dict(method.state_dict())
     before = evaluate(method, data, 4, features=cached)
     assert evaluate(again, data, 4, features=CachedFeatures(FeatureCache(tmp_path))).total == 10
     assert before.total == 10

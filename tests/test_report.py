@@ -55,3 +55,44 @@ def test_average_row_over_datasets_and_markdown():
 def test_harmonic_mean_edges():
     assert harmonic_mean(0, 0) == 0.0
     assert harmonic_mean(50, 50) == 50.0
+
+
+def test_fallback_cells_are_marked_in_every_table():
+    from bimors.report.aggregate import transfer_rows
+    from bimors.report.tables import base2new_latex, records_csv, transfer_markdown
+
+    recs = [
+        _rec("linear_probe", "a", "base", 1, 80.0),
+        _rec("linear_probe", "a", "new", 1, 40.0) | {"fallback": "zeroshot"},
+        _rec("linear_probe", "b", "base", 1, 60.0),
+        _rec("linear_probe", "b", "new", 1, 50.0) | {"fallback": "zeroshot"},
+        _rec("coop", "a", "base", 1, 70.0),
+        _rec("coop", "a", "new", 1, 30.0),
+    ]
+    rows = base2new_rows(recs)
+    assert [(r.dataset, r.base.fallback, r.new.fallback) for r in rows] == [
+        ("a", "", "zeroshot"),
+        ("b", "", "zeroshot"),
+        ("average", "", "zeroshot"),
+        ("a", "", ""),
+    ]
+    md = base2new_markdown(rows)
+    assert "| linear_probe | a | 80.00 | 40.00† |" in md and "| coop | a | 70.00 | 30.00 |" in md
+    assert "† scored by a fallback (zeroshot)" in md
+    assert "† scored by" not in base2new_markdown(rows[3:])
+    assert r"40.00$^\dagger$" in base2new_latex(rows)
+    cross = [
+        {**_rec("linear_probe", "a", "all", 1, 90.0), "protocol": "cross_dataset"},
+        {
+            **_rec("linear_probe", "b", "all", 1, 20.0),
+            "protocol": "cross_dataset",
+            "train_dataset": "a",
+            "fallback": "zeroshot",
+        },
+    ]
+    trows = transfer_rows(cross, "cross_dataset")
+    assert "| linear_probe | 90.00 | 20.00† |" in transfer_markdown(trows)
+    lines = records_csv(rows, trows).splitlines()
+    assert lines[0].endswith(",fallback")
+    assert "cross_dataset,linear_probe,a,b,all,20.0000,0.0000,1,zeroshot" in lines
+    assert "base2new,linear_probe,a,a,hm,53.3333,,,zeroshot" in lines

@@ -19,7 +19,9 @@ class Killed(Exception):
     pass
 
 
-@pytest.mark.parametrize("name, selection", [("bimors", "last"), ("coop", "val")])
+@pytest.mark.parametrize(
+    "name, selection", [("bimors", "last"), ("coop", "val"), ("prograd", "last")]
+)
 def test_resume_after_kill_equals_uninterrupted(
     scenes, hf_backbone, tmp_path, monkeypatch, name, selection
 ):

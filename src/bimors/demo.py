@@ -75,13 +75,13 @@ def run_demo(
             overrides=[
                 "backbone.adapter=hf",
                 f"backbone.model={models / 'clip-hf'}",
+                f"captions.captioner={models / 'blip2'}",
+                f"captions.encoder={minilm_path()}",
                 "data.dataset=synthetic",
                 f"data.root={data_root}",
                 "data.num_workers=0",
                 f"train.seed={seed}",
                 "train.device=cpu",
-                f"captions.captioner={models / 'blip2'}",
-                f"captions.encoder={minilm_path()}",
             ],
         )
         logger.info("demo: training %s", name)

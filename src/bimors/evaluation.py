@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from bimors.data import build_dataset
+from bimors.data import build_dataset, dataset_options
 from bimors.data.base import SceneDataset
 from bimors.engine.dist import Dist
 from bimors.errors import CheckpointError
@@ -47,7 +47,12 @@ def evaluate_run(
     """Evaluate ``trained`` on ``splits`` of a dataset (default: the run's own) and record it."""
     cfg, meta = trained.cfg, trained.meta
     name = dataset_name or cfg.data.dataset
-    dataset = build_dataset(name, root or (cfg.data.root if name == cfg.data.dataset else None))
+    own_data = name == cfg.data.dataset
+    dataset = build_dataset(
+        name,
+        root or (cfg.data.root if own_data else None),
+        **(dataset_options(cfg.data) if own_data else {}),
+    )
     own = trained_split(meta.get("protocol", "base2new"))
     splits = splits or (["base", "new"] if own == "base" else ["all"])
     specs = [EvalSpec(dataset, s, test_task(dataset, s)) for s in splits]

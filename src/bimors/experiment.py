@@ -16,7 +16,8 @@ import torch
 
 from bimors import __version__
 from bimors.backbones.base import FrozenCLIP
-from bimors.captions.store import CaptionStore
+from bimors.captions.provenance import caption_command, expected_provenance
+from bimors.captions.store import CaptionStore, default_store_path
 from bimors.data.base import SceneDataset
 from bimors.data.images import ImageDataset
 from bimors.data.transforms import build_transform
@@ -26,6 +27,7 @@ from bimors.engine.evaluator import evaluate
 from bimors.engine.features import FeatureSource, feature_source
 from bimors.engine.rundir import RunDir
 from bimors.engine.trainer import Trainer
+from bimors.errors import DataError
 from bimors.methods import METHODS, Method, build_method
 from bimors.protocols.base2new import Task
 from bimors.protocols.plan import Plan
@@ -34,26 +36,54 @@ from bimors.run_config import RunConfig
 logger = logging.getLogger(__name__)
 
 
-def default_store_path(dataset: SceneDataset) -> Path:
-    """Where ``bimors caption`` puts a dataset's caption store unless told otherwise."""
-    return Path(dataset.root) / "captions.sqlite"
-
-
 class CaptionStores:
-    """Opens (once) the caption store of each dataset a run touches, checking provenance."""
+    """Opens (once) the caption store of each dataset a run touches, checking provenance.
+
+    A dataset's store is the one given explicitly (``--store NAME=FILE``), else
+    ``captions.store`` for the config's own dataset, else the default location
+    beside the data (see :func:`~bimors.captions.store.default_store_path`).
+    Each store must have been made with the models and generation settings
+    the config names: vectors of another encoder would silently train a
+    different method.
+    """
 
     def __init__(self, cfg: RunConfig, explicit: dict[str, str | Path] | None = None) -> None:
         self.cfg = cfg
         self.explicit = {k: Path(v) for k, v in (explicit or {}).items()}
+        c = cfg.captions
+        self.expect = expected_provenance(c.captioner, c.encoder, c.num_beams, c.max_new_tokens)
         self._open: dict[str, CaptionStore] = {}
+
+    def path(self, dataset: SceneDataset) -> Path:
+        """Where ``dataset``'s store is looked for."""
+        if dataset.name in self.explicit:
+            return self.explicit[dataset.name]
+        if self.cfg.captions.store and dataset.name == self.cfg.data.dataset:
+            return Path(self.cfg.captions.store)
+        c = self.cfg.captions
+        return default_store_path(dataset.root, c.captioner, c.encoder)
 
     def get(self, dataset: SceneDataset) -> CaptionStore:
         if dataset.name not in self._open:
-            path = self.explicit.get(dataset.name, default_store_path(dataset))
+            path = self.path(dataset)
+            if not path.is_file():
+                make = caption_command(dataset.name, dataset.root, path, self.expect)
+                raise DataError(
+                    f"no caption store for {dataset.name} at {path}; make it with: {make} "
+                    "(or point to an existing one with --store NAME=FILE)"
+                )
             store = CaptionStore(path, readonly=True)
-            store.check_provenance(
-                {"captioner": self.cfg.captions.captioner, "encoder": self.cfg.captions.encoder}
-            )
+            try:
+                store.check(
+                    self.expect,
+                    "the run config",
+                    "set captions.captioner/encoder/num_beams/max_new_tokens to the store's, "
+                    "or make a store with the configured models: "
+                    + caption_command(dataset.name, dataset.root, None, self.expect),
+                )
+            except DataError:
+                store.close()
+                raise
             self._open[dataset.name] = store
         return self._open[dataset.name]
 
@@ -77,7 +107,7 @@ def task_data(
     )
     captions = None
     if store is not None:
-        fill = f"bimors caption --dataset {dataset.name} --root {dataset.root} --store {store.path}"
+        fill = store.fill_command(dataset.name, dataset.root)
         captions = store.vectors([s.relpath for s in task.samples], fill)
     return TaskData(images, dataset.prompt_names(task.classnames, style), captions)
 
@@ -118,6 +148,9 @@ def run_plan(
     val = data(plan.train_dataset, plan.val, False)
     if dist.is_main:
         run.write_json("fewshot.json", plan.fewshot)
+        datasets = {plan.train_dataset.name: plan.train_dataset}
+        datasets.update({spec.dataset.name: spec.dataset for spec in plan.evals})
+        run.write_json("data.json", {name: ds.provenance() for name, ds in datasets.items()})
     torch.manual_seed(seed)  # the method's random init is part of the seeded run
     method = build_method(
         cfg.method,
@@ -178,6 +211,7 @@ def evaluate_specs(
             features,
         )
         logger.info("%s on %s %s: %.2f%%", cfg.method, spec.dataset.name, spec.split, ev.accuracy)
+        fallback = {"fallback": method.fallback} if method.fallback else {}
         records.append(
             {
                 "method": cfg.method,
@@ -195,6 +229,7 @@ def evaluate_specs(
                 "precision": cfg.train.precision,
                 "image_features": features.describe(method, False),
                 "bimors_version": __version__,
+                **fallback,
             }
         )
     return records

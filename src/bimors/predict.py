@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from bimors.captions.provenance import expected_provenance
 from bimors.captions.store import CaptionStore
 from bimors.data.images import open_rgb
 from bimors.data.transforms import build_transform
@@ -74,7 +75,9 @@ class Predictor:
                     "reading captions from a store needs image paths and the store's dataset root"
                 )
             keys = [p.resolve().relative_to(self._store_root.resolve()).as_posix() for p in paths]
-            return self._store.vectors(keys)
+            c = self.trained.cfg.captions  # vectors of other models would mislead the method
+            expect = expected_provenance(c.captioner, c.encoder, c.num_beams, c.max_new_tokens)
+            return self._store.vectors(keys, expect=expect)
         if self._caption_models is None:
             from bimors.captions.captioner import Captioner, GenerationSettings
             from bimors.captions.encoder import CaptionEncoder

@@ -62,7 +62,7 @@ class DataConfig:
 class CaptionConfig:
     """Where caption vectors come from (needed by methods that use captions)."""
 
-    store: str | None = None  # caption store file; default: <root>/captions.sqlite
+    store: str | None = None  # default: <root>/.bimors/captions/<captioner>__<encoder>.sqlite
     captioner: str = "Salesforce/blip2-flan-t5-xl"
     encoder: str = "bert-base-uncased"
     num_beams: int = 4

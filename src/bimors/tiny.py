@@ -163,6 +163,16 @@ def build_open_clip(shape: ClipShape, seed: int = 0):
     return CLIP(**cfg).eval()
 
 
+def build_open_clip_resnet(seed: int = 0):
+    """A tiny random-weight open_clip CLIP with a ModifiedResNet image tower (64 px input)."""
+    from open_clip.model import CLIP
+
+    torch.manual_seed(seed)
+    vision = {"layers": (1, 1, 1, 1), "width": 16, "image_size": 64}
+    text = {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
+    return CLIP(32, vision, text).eval()
+
+
 def write_open_clip(out: Path, shape: ClipShape = CLIP_SHAPES["tiny"], seed: int = 0) -> Path:
     """Save a random open_clip CLIP as ``open_clip_config.json`` + safetensors (``local-dir:``)."""
     from safetensors.torch import save_file

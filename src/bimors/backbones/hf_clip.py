@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -46,6 +47,8 @@ class HFCLIP(FrozenCLIP):
         self.sot_id = int(tokenizer.bos_token_id)
         self.eot_id = int(tokenizer.eos_token_id)
         self.causal_text = True
+        self.text_depth = len(model.text_model.encoder.layers)
+        self.vision_depth = len(model.vision_model.encoder.layers)
         self.freeze()
 
     @classmethod
@@ -132,10 +135,41 @@ class HFCLIP(FrozenCLIP):
         return self.model.text_projection(hidden)
 
     def encode_image(self, pixels: Tensor) -> ImageFeatures:
-        out = self.model.vision_model(pixel_values=pixels)
-        pooled = self.model.visual_projection(out.pooler_output)
-        pooled = pooled / pooled.norm(dim=-1, keepdim=True)
-        return ImageFeatures(pooled=pooled, tokens=out.last_hidden_state)
+        return self.encode_image_deep(pixels)
+
+    # -- layer-wise primitives (see FrozenCLIP.encode_prompts_deep / encode_image_deep) --
+    def _text_embed(self, embeds: Tensor) -> Tensor:
+        emb = self.model.text_model.embeddings
+        return emb(inputs_embeds=embeds, position_ids=emb.position_ids[:, : embeds.shape[1]])
+
+    def _text_blocks(self, hidden: Tensor) -> list[Callable[[Tensor], Tensor]]:
+        from transformers.masking_utils import create_causal_mask
+
+        text = self.model.text_model
+        mask = create_causal_mask(
+            config=text.config, inputs_embeds=hidden, attention_mask=None, cache=None
+        )
+        return [
+            lambda x, layer=layer: layer(x, mask, is_causal=True) for layer in text.encoder.layers
+        ]
+
+    def _text_head(self, hidden: Tensor, eos_positions: Tensor) -> Tensor:
+        hidden = self.model.text_model.final_layer_norm(hidden)
+        return self.model.text_projection(gather_eos(hidden, eos_positions))
+
+    def _vision_embed(self, pixels: Tensor) -> Tensor:
+        return self.model.vision_model.embeddings(pixels)
+
+    def _vision_pre_norm(self, hidden: Tensor) -> Tensor:
+        return self.model.vision_model.pre_layrnorm(hidden)
+
+    def _vision_blocks(self) -> list[Callable[[Tensor], Tensor]]:
+        layers = self.model.vision_model.encoder.layers
+        return [lambda x, layer=layer: layer(x, None) for layer in layers]
+
+    def _vision_head(self, tokens: Tensor) -> Tensor:
+        vision = self.model.vision_model
+        return self.model.visual_projection(vision.post_layernorm(tokens[:, 0]))
 
     @property
     def logit_scale(self) -> Tensor:

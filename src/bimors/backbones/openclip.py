@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -77,6 +78,12 @@ class OpenCLIP(FrozenCLIP):
         self.sot_id = int(tokenizer.sot_token_id)
         self.eot_id = int(tokenizer.eot_token_id)
         self.causal_text = getattr(text, "attn_mask", None) is not None
+        self.text_depth = len(text.transformer.resblocks)
+        # Layer-wise access needs the plain CLIP ViT head (class-token or mean pooling);
+        # attentional poolers (CoCa) keep the library forward only.
+        pool = getattr(visual, "pool_type", "tok")
+        if self._tower == "vit" and getattr(visual, "attn_pool", None) is None and pool != "none":
+            self.vision_depth = len(visual.transformer.resblocks)
         cfg = open_clip.get_model_preprocess_cfg(model)
         size = cfg.get("size", visual.image_size)
         size = size[0] if isinstance(size, (tuple, list)) else size
@@ -152,6 +159,8 @@ class OpenCLIP(FrozenCLIP):
         return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
 
     def encode_image(self, pixels: Tensor) -> ImageFeatures:
+        if self.vision_depth:
+            return self.encode_image_deep(pixels)
         visual = self.model.visual
         captured: list[Tensor] = []
         module = visual.transformer if self._tower == "vit" else visual.layer4
@@ -169,8 +178,68 @@ class OpenCLIP(FrozenCLIP):
         else:  # (B, C, H, W) grid -> (B, 1 + HW, C) with the mean token first, as attnpool sees it
             grid = tokens.flatten(2).transpose(1, 2)
             tokens = torch.cat([grid.mean(dim=1, keepdim=True), grid], dim=1)
-        pooled = pooled / pooled.norm(dim=-1, keepdim=True)
-        return ImageFeatures(pooled=pooled, tokens=tokens)
+        norm = pooled.norm(dim=-1, keepdim=True)
+        return ImageFeatures(pooled=pooled / norm, tokens=tokens, norm=norm)
+
+    # -- layer-wise primitives (see FrozenCLIP.encode_prompts_deep / encode_image_deep) --
+    @staticmethod
+    def _blocks(transformer, mask: Tensor | None = None) -> list[Callable[[Tensor], Tensor]]:
+        """Residual blocks as batch-first callables, whatever layout the transformer uses."""
+        if transformer.batch_first:
+            return [lambda x, r=r: r(x, attn_mask=mask) for r in transformer.resblocks]
+        return [
+            lambda x, r=r: r(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
+            for r in transformer.resblocks
+        ]
+
+    def _text_embed(self, embeds: Tensor) -> Tensor:
+        pos = self._text.positional_embedding[: embeds.shape[1]]
+        return embeds + pos.to(embeds.dtype)
+
+    def _text_blocks(self, hidden: Tensor) -> list[Callable[[Tensor], Tensor]]:
+        text, length = self._text, hidden.shape[1]
+        mask = text.attn_mask[:length, :length] if self.causal_text else None
+        return self._blocks(text.transformer, mask)
+
+    def _text_head(self, hidden: Tensor, eos_positions: Tensor) -> Tensor:
+        text = self._text
+        x = gather_eos(text.ln_final(hidden), eos_positions)
+        proj = text.text_projection
+        if proj is None:
+            return x
+        return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
+
+    def _vision_embed(self, pixels: Tensor) -> Tensor:
+        # open_clip's VisionTransformer._embeds without its patch dropout (inactive in
+        # eval) and without ln_pre, so that prompts can be appended in between.
+        visual = self.model.visual
+        x = visual.conv1(pixels.to(visual.conv1.weight.dtype))
+        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        return torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+
+    def _vision_pre_norm(self, hidden: Tensor) -> Tensor:
+        return self.model.visual.ln_pre(hidden)
+
+    def _vision_blocks(self) -> list[Callable[[Tensor], Tensor]]:
+        return self._blocks(self.model.visual.transformer)
+
+    def _vision_head(self, tokens: Tensor) -> Tensor:
+        visual = self.model.visual
+        if getattr(visual, "final_ln_after_pool", False):
+            pooled = visual.ln_post(self._pool(tokens))
+        else:
+            pooled = self._pool(visual.ln_post(tokens))
+        return pooled @ visual.proj if visual.proj is not None else pooled
+
+    def _pool(self, tokens: Tensor) -> Tensor:
+        """The tower's global pool: the class token, or the mean of the patch tokens."""
+        pool = getattr(self.model.visual, "pool_type", "tok")
+        if pool == "avg":
+            return tokens[:, 1:].mean(dim=1)
+        if pool == "tok":
+            return tokens[:, 0]
+        raise ValueError(f"{self.model_id}: image pool type {pool!r} is not supported")
 
     @property
     def logit_scale(self) -> Tensor:

@@ -3,31 +3,83 @@
 Any transformers image-to-text model loads (BLIP-2, the paper's default,
 BLIP, GIT, ...): the model is resolved by ``AutoModelForImageTextToText`` and
 its inputs by ``AutoProcessor``, so nothing here is BLIP-2 specific.
+
+Decoding follows the paper and the official ``gen_caption.py``: beam search
+with 4 beams and early stopping, greedy in every other respect. The official
+script passes ``max_length=16``, which for BLIP-2 FLAN-T5 counts the decoder
+start token (15 new tokens at most); here the budget is ``max_new_tokens=16``,
+the same for encoder-decoder and decoder-only captioners. The official script
+also resizes each image to 224 px and stretches its contrast to [0, 1] before
+the processor; here the decoded image goes to the processor unchanged, so the
+captioner sees what its own preprocessing expects.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from PIL import Image
+
+from bimors.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CAPTIONER = "Salesforce/blip2-flan-t5-xl"
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(name: str, device: str | torch.device) -> torch.dtype:
+    """``auto`` is bfloat16 on a CUDA device that supports it (half the memory, same
+    range as float32, unlike float16 under which FLAN-T5 overflows), float32 elsewhere."""
+    if name == "auto":
+        dev = torch.device(device)
+        if dev.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return DTYPES[name]
+    except KeyError:
+        raise ConfigError(f"unknown dtype {name!r}; valid: auto, {', '.join(DTYPES)}") from None
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Decoding settings; the paper uses beam search with 4 beams and 16 new tokens."""
+    """Decoding settings (paper: beam search, 4 beams, at most 16 new tokens).
+
+    ``prompt`` is an optional text prefix for captioners that take one (e.g.
+    "a satellite image of"); the paper uses none.
+    """
 
     num_beams: int = 4
     max_new_tokens: int = 16
+    early_stopping: bool = True
     prompt: str | None = None
 
-    def as_dict(self) -> dict:
+    def __post_init__(self) -> None:
+        if self.num_beams < 1:
+            raise ConfigError(f"num_beams must be >= 1, got {self.num_beams}")
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def load_failure(kind: str, model_id: str, err: Exception) -> ConfigError:
+    """A load error that names the model and the fix, instead of a hub traceback."""
+    return ConfigError(
+        f"cannot load the {kind} {model_id!r} ({type(err).__name__}: {err}); pass a hub id "
+        "(on a machine with internet access or a filled Hugging Face cache) or a local folder "
+        "written by save_pretrained"
+    )
 
 
 class Captioner:
@@ -38,13 +90,22 @@ class Captioner:
         processor: its processor (image preprocessing and tokenizer).
         model_id: hub id or folder it came from (recorded as provenance).
         settings: decoding settings.
+        revision: the hub revision asked for, if any.
     """
 
-    def __init__(self, model, processor, model_id: str, settings: GenerationSettings) -> None:
+    def __init__(
+        self,
+        model,
+        processor,
+        model_id: str,
+        settings: GenerationSettings,
+        revision: str | None = None,
+    ) -> None:
         self.model = model
         self.processor = processor
         self.model_id = model_id
         self.settings = settings
+        self._revision = revision
 
     @classmethod
     def from_pretrained(
@@ -53,46 +114,69 @@ class Captioner:
         settings: GenerationSettings | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        revision: str | None = None,
     ) -> Captioner:
         """Load a captioner from a hub id or a local folder."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        processor = AutoProcessor.from_pretrained(model_id)
-        model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype)
+        try:
+            processor = AutoProcessor.from_pretrained(model_id, revision=revision)
+            model = AutoModelForImageTextToText.from_pretrained(
+                model_id, dtype=dtype, revision=revision
+            )
+        except (OSError, ValueError) as err:
+            raise load_failure("captioner", model_id, err) from err
         model.to(device).eval().requires_grad_(False)
-        return cls(model, processor, model_id, settings or GenerationSettings())
+        return cls(model, processor, model_id, settings or GenerationSettings(), revision)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
     def revision(self) -> str | None:
-        """The hub commit of the loaded weights, where the config records one."""
-        return getattr(self.model.config, "_commit_hash", None)
+        """The hub commit of the loaded weights where known, else the revision asked for."""
+        return getattr(self.model.config, "_commit_hash", None) or self._revision
 
     @torch.inference_mode()
     def caption(self, images: list[Image.Image]) -> list[str]:
-        """One caption per image, in order; captions of a batch equal one-by-one captions."""
+        """One caption per image, in order.
+
+        Every image of a batch gets the same prompt and the processor resizes
+        all to one size, so no input is padded and a batch's captions equal
+        one-by-one captions (tested).
+        """
         if not images:
             return []
         images = [im.convert("RGB") for im in images]
-        kwargs = {"images": images, "return_tensors": "pt"}
+        kwargs: dict[str, Any] = {"images": images, "return_tensors": "pt"}
         if self.settings.prompt is not None:
             kwargs["text"] = [self.settings.prompt] * len(images)
         inputs = self.processor(**kwargs)
-        dtype = next(self.model.parameters()).dtype
+        inputs.pop("token_type_ids", None)  # BERT-style tokenizers add it; no captioner uses it
+        device, dtype = self.device, self.dtype
         inputs = {
-            k: (v.to(self.device, dtype) if torch.is_floating_point(v) else v.to(self.device))
+            k: (v.to(device, dtype) if torch.is_floating_point(v) else v.to(device))
             for k, v in inputs.items()
         }
         out = self.model.generate(
             **inputs,
             num_beams=self.settings.num_beams,
             max_new_tokens=self.settings.max_new_tokens,
+            early_stopping=self.settings.early_stopping,
             do_sample=False,
         )
-        if not self.model.config.is_encoder_decoder and "input_ids" in inputs:
-            out = out[:, inputs["input_ids"].shape[1] :]  # decoder-only: drop the prompt
-        texts = self.processor.batch_decode(out, skip_special_tokens=True)
-        return [t.strip() for t in texts]
+        texts = [t.strip() for t in self.processor.batch_decode(out, skip_special_tokens=True)]
+        if "input_ids" in inputs:
+            # Some captioners (BLIP, GIT, decoder-only BLIP-2) echo the prompt: the
+            # caption is what follows it. Compare in decoded form, which both share.
+            prompts = self.processor.batch_decode(inputs["input_ids"], skip_special_tokens=True)
+            texts = [
+                t[len(p.strip()) :].strip() if p.strip() and t.startswith(p.strip()) else t
+                for t, p in zip(texts, prompts, strict=True)
+            ]
+        return texts

@@ -1,37 +1,62 @@
-"""The caption job: caption and encode every image not yet in the store, batch by batch."""
+"""The caption job: caption and encode every image the store lacks, batch by batch.
+
+Resumable: each batch (captions, vectors and decoding failures) is committed
+in one transaction, and batches are cut from the whole job (see
+:mod:`bimors.captions.plan`), so rerunning the same command after a kill at
+any moment finishes the job with a store equal to an uninterrupted run.
+
+Sharded: under ``accelerate launch`` (or ``torchrun``) with N processes,
+process r takes every N-th batch and commits into its own part file beside
+the store; process 0 merges the parts when all are done. Parts left by a
+killed run, whatever its process count, are merged at the start of the next.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any, Protocol
 
 from tqdm.auto import tqdm
 
 from bimors.captions.captioner import Captioner
 from bimors.captions.encoder import CaptionEncoder
-from bimors.captions.store import CaptionStore, file_sha256
-from bimors.data.images import open_rgb
+from bimors.captions.plan import plan_batches
+from bimors.captions.provenance import identity, job_provenance
+from bimors.captions.reader import read_batches
+from bimors.captions.store import CaptionStore
+from bimors.captions.verify import check_hashes
 from bimors.errors import DataError
 
 logger = logging.getLogger(__name__)
 
+MAX_LISTED = 20
 
-def provenance(captioner: Captioner, encoder: CaptionEncoder) -> dict:
-    """What made the vectors: model ids and revisions, settings, dtypes, library versions."""
-    import torch
-    import transformers
 
-    return {
-        "captioner": captioner.model_id,
-        "captioner_revision": captioner.revision,
-        "encoder": encoder.model_id,
-        "encoder_revision": encoder.revision,
-        "generation": captioner.settings.as_dict(),
-        "pooling": "masked-mean",
-        "captioner_dtype": str(next(captioner.model.parameters()).dtype),
-        "transformers": transformers.__version__,
-        "torch": torch.__version__,
-    }
+class Processes(Protocol):
+    """What the job needs of ``accelerate.PartialState``."""
+
+    process_index: int
+    num_processes: int
+
+    def wait_for_everyone(self) -> None: ...
+
+
+def part_path(store_path: Path, rank: int) -> Path:
+    """Where process ``rank`` of a sharded job commits its batches."""
+    return store_path.with_name(f"{store_path.name}.part{rank}.sqlite")
+
+
+def leftover_parts(store_path: Path) -> list[Path]:
+    return sorted(store_path.parent.glob(f"{store_path.name}.part*.sqlite"))
+
+
+def merge_parts(store: CaptionStore) -> None:
+    """Fold every part file beside ``store`` into it (idempotent)."""
+    for part in leftover_parts(store.path):
+        n = store.absorb(part)
+        logger.info("merged %d rows of %s into %s", n, part.name, store.path)
 
 
 def caption_images(
@@ -42,44 +67,109 @@ def caption_images(
     encoder: CaptionEncoder,
     batch_size: int = 16,
     progress: bool = True,
+    *,
+    num_workers: int = 0,
+    verify: bool = False,
+    processes: Processes | None = None,
+    source: Mapping[str, Any] | None = None,
 ) -> CaptionStore:
     """Caption every image of ``relpaths`` under ``root`` that the store lacks.
 
-    Each batch is committed in one transaction, so a rerun after a crash
-    continues where it stopped. Images that fail to decode are recorded in the
-    store's failure table and reported; the job then raises, listing them.
+    Args:
+        root: folder the relpaths are relative to.
+        relpaths: the images (the store's keys).
+        store_path: the store file, created if absent.
+        captioner, encoder: the frozen models.
+        batch_size: images per generation batch.
+        progress: show a progress bar (rate and ETA) on the main process.
+        num_workers: DataLoader workers reading and decoding images.
+        verify: first re-hash the images already in the store and re-caption
+            those whose bytes changed.
+        processes: the ``accelerate.PartialState`` of a sharded job; None for
+            one process.
+        source: dataset name and root, recorded to print the command that
+            fills the store.
+
+    Returns:
+        The store, open (read-only on processes other than the main one).
+
+    Raises:
+        DataError: listing the images that could not be read or decoded,
+            after all the others are captioned and committed.
     """
-    root = Path(root)
-    store = CaptionStore.create(store_path, encoder.dim, provenance(captioner, encoder))
-    done = store.keys()
-    todo = [r for r in sorted(set(relpaths)) if r not in done]
+    root, store_path = Path(root), Path(store_path)
+    rank, world = (processes.process_index, processes.num_processes) if processes else (0, 1)
+    barrier = processes.wait_for_everyone if processes else (lambda: None)
+    prov = job_provenance(captioner, encoder)
+    keys = sorted(set(relpaths))
+    if rank == 0:
+        with CaptionStore.open_or_create(store_path, prov, source) as store:
+            merge_parts(store)
+            if verify:
+                report = check_hashes(root, store.hashes(), keys, progress)
+                stale = report.changed + report.unreadable
+                logger.info("verify: %d of %d captions are stale", len(stale), report.checked)
+                store.discard(stale)
+    barrier()
+    with CaptionStore(store_path, readonly=world > 1) as store:
+        store.check(identity(prov), "this job", "pass a new --store path")
+        done, failed = store.keys(), set(store.failures())
+    batches = plan_batches(keys, done, failed, batch_size)
+    mine = batches[rank::world]
     logger.info(
-        "%d images to caption (%d already in %s)", len(todo), len(done & set(relpaths)), store.path
+        "%d of %d images to caption (%d batches%s) into %s",
+        sum(map(len, batches)),
+        len(keys),
+        len(batches),
+        f", process {rank} of {world} takes {len(mine)}" if world > 1 else "",
+        store_path,
     )
-    failed: list[tuple[str, str]] = []
-    bar = tqdm(total=len(todo), desc="captions", unit="img", disable=not progress)
-    for start in range(0, len(todo), batch_size):
-        batch = todo[start : start + batch_size]
-        images, ok, bad = [], [], []
-        for rel in batch:
-            try:
-                images.append(open_rgb(root / rel))
-                ok.append(rel)
-            except DataError as err:
-                bad.append((rel, str(err)))
-        if bad:
-            store.add_failures(bad)
-            failed.extend(bad)
-        if ok:
-            texts = captioner.caption(images)
-            vectors = encoder.encode(texts)
-            store.add(
-                (rel, file_sha256(root / rel), text, vec)
-                for rel, text, vec in zip(ok, texts, vectors, strict=True)
-            )
-        bar.update(len(batch))
-    bar.close()
-    if failed:
-        listing = "\n  ".join(f"{r}: {e}" for r, e in failed)
-        raise DataError(f"{len(failed)} image(s) could not be captioned:\n  {listing}")
+    target = store_path if world == 1 else part_path(store_path, rank)
+    with CaptionStore.open_or_create(target, prov, source) as out:
+        _caption_batches(root, mine, captioner, encoder, out, num_workers, progress and rank == 0)
+    barrier()
+    if rank == 0 and world > 1:
+        with CaptionStore(store_path) as store:
+            merge_parts(store)
+    barrier()
+    store = CaptionStore(store_path, readonly=rank != 0)
+    failures = {k: e for k, e in store.failures().items() if k in set(keys)}
+    if failures:
+        store.close()
+        listing = "\n  ".join(f"{e}" for e in list(failures.values())[:MAX_LISTED])
+        more = len(failures) - MAX_LISTED
+        if more > 0:
+            listing += f"\n  ... and {more} more (`bimors captions show {store_path} --failures`)"
+        raise DataError(
+            f"{len(failures)} of {len(keys)} images could not be captioned; all others are in "
+            f"{store_path}:\n  {listing}\nreplace or remove these files and rerun the same command"
+        )
     return store
+
+
+def _caption_batches(
+    root: Path,
+    batches: list[list[str]],
+    captioner: Captioner,
+    encoder: CaptionEncoder,
+    out: CaptionStore,
+    num_workers: int,
+    progress: bool,
+) -> None:
+    """Caption, encode and commit each batch; decoding failures are committed as such."""
+    bar = tqdm(total=sum(map(len, batches)), desc="captions", unit="img", disable=not progress)
+    with bar:
+        for loaded in read_batches(root, batches, num_workers):
+            ok = [x for x in loaded if x.error is None]
+            bad = [(x.relpath, x.error) for x in loaded if x.error is not None]
+            records = []
+            if ok:
+                texts = captioner.caption([x.image for x in ok])
+                vectors = encoder.encode(texts)
+                records = [
+                    (x.relpath, x.sha256, t, v) for x, t, v in zip(ok, texts, vectors, strict=True)
+                ]
+            out.commit(records, bad)
+            for _, error in bad:
+                logger.warning("%s", error)
+            bar.update(len(loaded))

@@ -1,24 +1,29 @@
 """The caption store: caption text, vector and provenance per image, in one SQLite file.
 
-Why SQLite: it ships with Python, handles millions of rows, gives random
-access by key and cheap appends, and every batch is committed in one
-transaction, so a job killed at any moment (SIGKILL included) leaves the store
-as it was after the last finished batch: nothing half-written, nothing
-duplicated (the key is the primary key).
+Why SQLite: it ships with Python and is among the most tested storage engines
+there is; one file holds 100,000+ rows (about 3 KB each for BERT-base) with
+random access by key through a B-tree index, and appends are cheap. Above all
+it is transactional: each batch is committed in one transaction through a
+rollback journal, so a job killed at any moment (SIGKILL or power loss
+included) leaves the store as it was after the last finished batch, nothing
+half-written, and the key is the primary key, so nothing is ever duplicated.
+HDF5 can be corrupted by a kill mid-write, Parquet files cannot be appended
+to, LMDB would be one more dependency with no query language for inspection.
 
-Rows are keyed by the image's path relative to the dataset root, and carry a
-SHA-256 of the image bytes so a changed image is detected. The provenance
-(captioner and encoder ids and revisions, generation settings, dtype, library
-versions) is stored once per file; a store made with another encoder is
-refused rather than silently mixed.
+Rows are keyed by the image's path relative to the dataset's image root and
+carry a SHA-256 of the image bytes the caption was made from (checked on
+demand: ``bimors caption --verify`` or ``bimors captions verify``). The
+provenance (see :mod:`bimors.captions.provenance`) is stored once per file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import re
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,18 +31,37 @@ from typing import Any
 import numpy as np
 import torch
 
+from bimors.captions.provenance import (
+    caption_command,
+    differences,
+    identity,
+    model_ref,
+)
 from bimors.errors import DataError
 
+logger = logging.getLogger(__name__)
+
 FORMAT = "bimors-caption-store/1"
+_CHUNK = 900  # SQLite's default limit on bound parameters is 999
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def default_store_path(root: str | Path, captioner: str, encoder: str) -> Path:
+    """``<root>/.bimors/captions/<captioner>__<encoder>.sqlite``.
+
+    Beside the data, so the store travels with the dataset and every machine
+    finds it without configuration; in a hidden folder, so image-folder
+    datasets never take it for a class; named after both models, so stores of
+    two encoders never collide. A read-only dataset folder needs ``--store``.
+    """
+    return Path(root) / ".bimors" / "captions" / f"{_slug(captioner)}__{_slug(encoder)}.sqlite"
+
+
+def _slug(model_id: str) -> str:
+    ref = model_ref(model_id)
+    if Path(ref).is_absolute():  # a local folder: its name plus a hash of where it is
+        tag = hashlib.sha256(ref.encode("utf-8")).hexdigest()[:8]
+        ref = f"{Path(ref).name}-{tag}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", ref.replace("/", "--"))
 
 
 @dataclass(frozen=True)
@@ -49,7 +73,12 @@ class CaptionRecord:
 
 
 class CaptionStore:
-    """Open an existing store (``create`` makes a new one)."""
+    """Open an existing store; :meth:`open_or_create` makes a new one.
+
+    Args:
+        path: the store file.
+        readonly: open without write access (training, inspection).
+    """
 
     def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
@@ -57,26 +86,59 @@ class CaptionStore:
             raise DataError(
                 f"caption store {self.path} does not exist; make it with `bimors caption`"
             )
-        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
-        self._db = sqlite3.connect(uri, uri=True, timeout=60)
+        uri = self.path.resolve().as_uri() + ("?mode=ro" if readonly else "")
+        self._db = sqlite3.connect(uri, uri=True, timeout=120)
         try:
             meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError as err:
+            self._db.close()
             raise DataError(f"{self.path} is not a caption store ({err})") from None
         if meta.get("format") != FORMAT:
+            self._db.close()
             raise DataError(f"{self.path} has format {meta.get('format')!r}, expected {FORMAT!r}")
         self.dim = int(meta["dim"])
         self.provenance: dict[str, Any] = json.loads(meta["provenance"])
+        self.source: dict[str, Any] = json.loads(meta.get("source", "{}"))
 
     @classmethod
-    def create(cls, path: str | Path, dim: int, provenance: dict[str, Any]) -> CaptionStore:
-        """Create an empty store (or open a matching existing one)."""
+    def open_or_create(
+        cls,
+        path: str | Path,
+        provenance: Mapping[str, Any],
+        source: Mapping[str, Any] | None = None,
+    ) -> CaptionStore:
+        """Create an empty store, or open an existing one made the same way.
+
+        ``source`` (dataset name and root) only serves to print the command
+        that fills the store; it is not compared.
+        """
         path = Path(path)
-        if path.exists():
-            store = cls(path)
-            store.check_provenance(provenance, dim)
-            return store
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            cls._create(path, provenance, source or {})
+        store = cls(path)
+        try:
+            store.check(
+                identity(provenance),
+                "this job",
+                f"pass a new --store path, or continue the store with: {store.fill_command()}",
+            )
+        except DataError:
+            store.close()
+            raise
+        old, new = store.provenance.get("versions", {}), provenance.get("versions", {})
+        if old != new:
+            logger.warning("%s was started with %s; continuing with %s", path, old, new)
+        return store
+
+    @staticmethod
+    def _create(path: Path, provenance: Mapping[str, Any], source: Mapping[str, Any]) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise DataError(
+                f"cannot create the caption store folder {path.parent} ({err}); "
+                "pass --store with a writable location"
+            ) from None
         tmp = path.with_name(f".{path.name}.creating")
         tmp.unlink(missing_ok=True)
         db = sqlite3.connect(tmp)
@@ -91,30 +153,21 @@ class CaptionStore:
                 "INSERT INTO meta VALUES (?, ?)",
                 [
                     ("format", FORMAT),
-                    ("dim", str(dim)),
-                    ("provenance", json.dumps(provenance, sort_keys=True)),
+                    ("dim", str(int(provenance["dim"]))),
+                    ("provenance", json.dumps(dict(provenance), sort_keys=True)),
+                    ("source", json.dumps(dict(source), sort_keys=True)),
                 ],
             )
         db.close()
         tmp.replace(path)  # the store appears complete or not at all
-        return cls(path)
 
-    def check_provenance(self, provenance: dict[str, Any], dim: int | None = None) -> None:
-        """Refuse to mix vectors from another captioner, encoder or setting."""
-        if dim is not None and dim != self.dim:
-            raise DataError(
-                f"caption store {self.path} holds {self.dim}-d vectors but {dim}-d are expected; "
-                "use a store made with the same caption encoder, or a new --store path"
-            )
-        diff = {
-            k: (self.provenance.get(k), v)
-            for k, v in provenance.items()
-            if k in ("captioner", "encoder", "generation") and self.provenance.get(k) != v
-        }
+    def check(self, expected: Mapping[str, Any], who: str, fix: str) -> None:
+        """Raise DataError if the recorded provenance disagrees with ``expected``."""
+        diff = differences(self.provenance, expected)
         if diff:
-            lines = "; ".join(f"{k}: store has {a!r}, asked {b!r}" for k, (a, b) in diff.items())
             raise DataError(
-                f"caption store {self.path} was made differently ({lines}); use a new --store path"
+                f"caption store {self.path} was made differently from what {who} asks "
+                f"({'; '.join(diff)}); {fix}"
             )
 
     def close(self) -> None:
@@ -127,8 +180,14 @@ class CaptionStore:
         self.close()
 
     # -- writing ------------------------------------------------------------------------------
-    def add(self, records: Iterable[tuple[str, str, str, np.ndarray | torch.Tensor]]) -> None:
-        """Insert (relpath, sha256, caption, vector) rows in one transaction."""
+    def commit(
+        self,
+        records: Iterable[tuple[str, str, str, np.ndarray | torch.Tensor]],
+        failures: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """Write (relpath, sha256, caption, vector) rows and (relpath, error) failures
+        in ONE transaction: a kill leaves all of them or none. A key ends up in
+        exactly one of the two tables."""
         rows = []
         for relpath, sha, caption, vec in records:
             arr = np.asarray(vec.cpu() if isinstance(vec, torch.Tensor) else vec, dtype=np.float32)
@@ -137,13 +196,45 @@ class CaptionStore:
                     f"vector of {relpath} has shape {arr.shape}, expected ({self.dim},)"
                 )
             rows.append((relpath, sha, caption, arr.tobytes()))
+        bad = list(failures)
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO captions VALUES (?, ?, ?, ?)", rows)
-            self._db.executemany("DELETE FROM failures WHERE relpath = ?", [(r[0],) for r in rows])
+            self._db.executemany("DELETE FROM failures WHERE relpath = ?", [r[:1] for r in rows])
+            self._db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?)", bad)
+            self._db.executemany("DELETE FROM captions WHERE relpath = ?", [b[:1] for b in bad])
 
-    def add_failures(self, failures: Iterable[tuple[str, str]]) -> None:
+    def discard(self, relpaths: Iterable[str]) -> None:
+        """Forget the captions of ``relpaths`` (stale after their image changed)."""
         with self._db:
-            self._db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?)", list(failures))
+            self._db.executemany("DELETE FROM captions WHERE relpath = ?", [(r,) for r in relpaths])
+
+    def absorb(self, part: str | Path) -> int:
+        """Merge another store made the same way (a shard's part file) into this one,
+        then delete it. Idempotent: a kill before the delete merges the same rows again."""
+        part = Path(part)
+        with CaptionStore(part) as other:  # also rolls back a half-written last batch
+            self.check(identity(other.provenance), f"part file {part}", f"delete {part}")
+            n = len(other) + len(other.failures())
+        self._db.execute("ATTACH DATABASE ? AS part", (str(part),))
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO main.captions SELECT relpath, sha256, caption, vector "
+                    "FROM part.captions"
+                )
+                self._db.execute(
+                    "DELETE FROM main.failures WHERE relpath IN (SELECT relpath FROM part.captions)"
+                )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO main.failures SELECT relpath, error FROM part.failures"
+                )
+                self._db.execute(
+                    "DELETE FROM main.captions WHERE relpath IN (SELECT relpath FROM part.failures)"
+                )
+        finally:
+            self._db.execute("DETACH DATABASE part")
+        part.unlink()
+        return n
 
     # -- reading ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -152,8 +243,13 @@ class CaptionStore:
     def keys(self) -> set[str]:
         return {r[0] for r in self._db.execute("SELECT relpath FROM captions")}
 
+    def hashes(self) -> dict[str, str]:
+        """relpath -> SHA-256 of the bytes each caption was made from."""
+        return dict(self._db.execute("SELECT relpath, sha256 FROM captions").fetchall())
+
     def failures(self) -> dict[str, str]:
-        return dict(self._db.execute("SELECT relpath, error FROM failures").fetchall())
+        """relpath -> decoding error of the images that could not be captioned."""
+        return dict(self._db.execute("SELECT relpath, error FROM failures ORDER BY relpath"))
 
     def get(self, relpath: str) -> CaptionRecord:
         row = self._db.execute("SELECT * FROM captions WHERE relpath = ?", (relpath,)).fetchone()
@@ -168,15 +264,42 @@ class CaptionStore:
     def _record(self, row: tuple) -> CaptionRecord:
         return CaptionRecord(row[0], row[1], row[2], np.frombuffer(row[3], dtype=np.float32).copy())
 
-    def vectors(self, relpaths: list[str], fill_command: str | None = None) -> torch.Tensor:
+    def fill_command(self, dataset: str | None = None, root: str | Path | None = None) -> str:
+        """The ``bimors caption`` command that completes this store."""
+        return caption_command(
+            dataset or self.source.get("dataset"),
+            root or self.source.get("root"),
+            self.path,
+            self.provenance,
+        )
+
+    def vectors(
+        self,
+        relpaths: list[str],
+        fill_command: str | None = None,
+        expect: Mapping[str, Any] | None = None,
+    ) -> torch.Tensor:
         """Vectors (N, dim) in the order of ``relpaths``, read in bulk.
 
-        Refuses with the count of missing keys and the command that fills them.
+        Refuses a store whose provenance disagrees with ``expect`` (see
+        :func:`~bimors.captions.provenance.expected_provenance`), and a store
+        that lacks any key, with the count of missing keys and the command
+        that fills them (``fill_command``, else one built from the store).
         """
+        if expect:
+            self.check(
+                expect,
+                "the run config",
+                "point captions.store at a store made with the configured models, set "
+                "captions.captioner/encoder to the store's, or make a new store: "
+                + caption_command(
+                    self.source.get("dataset"), self.source.get("root"), None, expect
+                ),
+            )
         found: dict[str, bytes] = {}
         unique = sorted(set(relpaths))
-        for start in range(0, len(unique), 900):  # SQLite's bound-parameter limit
-            chunk = unique[start : start + 900]
+        for start in range(0, len(unique), _CHUNK):
+            chunk = unique[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             found.update(
                 self._db.execute(
@@ -185,10 +308,18 @@ class CaptionStore:
             )
         missing = [r for r in unique if r not in found]
         if missing:
-            hint = f"; fill them with: {fill_command}" if fill_command else ""
+            failed = self.failures()
+            n_failed = sum(r in failed for r in missing)
+            note = (
+                f"; {n_failed} of them failed to decode (`bimors captions show {self.path} "
+                "--failures`): replace those files or drop them from the split"
+                if n_failed
+                else ""
+            )
             raise DataError(
                 f"caption store {self.path} lacks {len(missing)} of {len(unique)} images "
-                f"(first: {missing[0]}){hint}"
+                f"(first: {', '.join(missing[:3])}){note}; fill them with: "
+                f"{fill_command or self.fill_command()}"
             )
         arr = np.stack([np.frombuffer(found[r], dtype=np.float32) for r in relpaths])
         return torch.from_numpy(arr.copy())

@@ -23,6 +23,8 @@ COMMANDS = (
     "tiny_models",
     "demo",
     "data",
+    "caption",
+    "captions",
     "train",
     "eval",
     "run",

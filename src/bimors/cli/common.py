@@ -24,7 +24,10 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="DATASET=PATH",
-        help="caption store of a dataset (default: <dataset root>/captions.sqlite); repeatable",
+        help=(
+            "caption store of a dataset (default: the one `bimors caption` made under "
+            "<dataset root>/.bimors/captions/ for the configured models); repeatable"
+        ),
     )
 
 

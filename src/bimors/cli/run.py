@@ -34,6 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="rerun and replace existing run folders"
     )
+    p.add_argument(
+        "--caption",
+        action="store_true",
+        help="first caption the images the caption stores lack, with the configured captioner "
+        "and encoder (complete stores are skipped at no cost)",
+    )
     add_store_args(p)
     add_config_args(p)
     p.set_defaults(func=run)
@@ -69,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         pairs(args.store, "--store"),
         args.overwrite,
         progress_enabled(),
+        args.caption,
     )
     report = build_report(args.out)
     print(report["markdown"])

@@ -33,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bimors.backbones import load_backbone
+    from bimors.data import dataset_options
     from bimors.engine.dist import Dist
     from bimors.experiment import CaptionStores, run_plan
     from bimors.protocols.plans import PROTOCOLS
@@ -48,7 +49,10 @@ def run(args: argparse.Namespace) -> int:
         dist.device
     )
     plan = PROTOCOLS.get(args.protocol).build(
-        roots.dataset(args.dataset), cfg.data.shots, args.seed, [roots.dataset(t) for t in targets]
+        roots.dataset(args.dataset, dataset_options(cfg.data)),
+        cfg.data.shots,
+        args.seed,
+        [roots.dataset(t) for t in targets],
     )
     stores = CaptionStores(cfg, pairs(args.store, "--store"))
     try:

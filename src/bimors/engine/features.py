@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
@@ -108,12 +109,15 @@ class FeatureSource:
     ) -> ImageFeatures:
         """Features of one batch: read from it when cached, else computed from its pixels."""
         if "pooled" in batch:
-            pooled = batch["pooled"].to(device, non_blocking=True)
-            if "tokens" in batch:
-                tokens = batch["tokens"].to(device, non_blocking=True)
-            else:  # the method declared it never reads token states
+
+            def field(name: str) -> Tensor | None:
+                return batch[name].to(device, non_blocking=True) if name in batch else None
+
+            pooled = field("pooled")
+            tokens = field("tokens")
+            if tokens is None:  # the method declared it never reads token states
                 tokens = pooled.new_empty(len(pooled), 0, 0)
-            return ImageFeatures(pooled, tokens)
+            return ImageFeatures(pooled, tokens, field("norm"), field("layer_means"))
         return method.image_features(batch["pixels"].to(device, non_blocking=True))
 
 

@@ -6,6 +6,7 @@ Layout::
       meta.json        package version, method, protocol, datasets, seed, status
       config.yaml      the resolved config
       fewshot.json     few-shot indices used (per part)
+      data.json        each dataset's folder, split file and its SHA-256, excluded images
       metrics.jsonl    one row per epoch (also TensorBoard events under tb/)
       last.pt          resume state (while training)
       checkpoint.pt    the selected model

@@ -29,6 +29,7 @@ from bimors.engine.checkpoint import read_checkpoint, save_checkpoint
 from bimors.engine.data import TaskData
 from bimors.engine.dist import Dist
 from bimors.engine.evaluator import evaluate
+from bimors.engine.extract import fit_closed_form
 from bimors.engine.features import FeatureSource
 from bimors.engine.precision import autocast, grad_scaler
 from bimors.engine.schedule import lr_at_epoch
@@ -158,6 +159,8 @@ class Trainer:
     def fit(self, train: TaskData, val: TaskData | None = None, resume: bool = True) -> TrainResult:
         """Train for ``cfg.epochs`` epochs on ``train``; ``val`` is used only for selection."""
         cfg, method = self.cfg, self.method
+        if method.closed_form:
+            return self._fit_closed_form(train, val)
         if self.optimizer is None:
             logger.info("method %s has nothing to train; skipping training", method.name)
             return TrainResult(0, 0, 0, float("nan"), "last", 0, [])
@@ -211,7 +214,7 @@ class Trainer:
                     self.optimizer.zero_grad(set_to_none=True)
                     continue
                 self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
+                method.backward(loss, self.scaler)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 loss_value = float(loss.detach())
@@ -272,6 +275,37 @@ class Trainer:
                 self.run_config,
                 trainer=self._state(epoch, steps, skipped, history, best),
             )
+
+    def _fit_closed_form(self, train: TaskData, val: TaskData | None) -> TrainResult:
+        """A method fitted on frozen features (``Method.closed_form``): no SGD loop.
+
+        Every rank fits on the same features (:func:`fit_closed_form` assembles
+        them across processes), so all ranks hold identical weights; the main
+        process writes ``metrics.jsonl`` and ``checkpoint.pt`` as for any method.
+        A fit is cheap and atomic, so there is no ``last.pt`` to resume from.
+        """
+        set_determinism(self.cfg.deterministic)
+        torch.manual_seed(self.cfg.seed)
+        info = fit_closed_form(
+            self.method, train, val, self.cfg, self.num_workers, self.progress, self.dist
+        )
+        row = {"epoch": 0, **info}
+        history = [row]
+        self._write_epoch(row, history)
+        selection = "val" if val is not None else "last"
+        if self.out_dir and self.dist.is_main:
+            save_checkpoint(
+                self.out_dir / FINAL,
+                self.method,
+                self.run_config,
+                epoch=0,
+                selected_epoch=0,
+                selection=selection,
+            )
+        if getattr(self, "_tb", None) is not None:
+            self._tb.close()
+        self.dist.barrier()
+        return TrainResult(0, 0, 0, float("nan"), selection, 0, history)
 
     def _step_loss(
         self, data: TaskData, batch: dict

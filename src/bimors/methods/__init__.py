@@ -5,15 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 from bimors.backbones.base import FrozenCLIP
+from bimors.methods.applenet import APPLeNet
 from bimors.methods.base import Method, MethodConfig
 from bimors.methods.bimors import BiMoRS
+from bimors.methods.clip_adapter import CLIPAdapter
 from bimors.methods.cocoop import CoCoOp
 from bimors.methods.coop import CoOp
+from bimors.methods.linear_probe import LinearProbe
+from bimors.methods.maple import MaPLe
+from bimors.methods.prograd import ProGrad
 from bimors.methods.zeroshot import ZeroShotCLIP
 from bimors.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
-for _cls in (ZeroShotCLIP, CoOp, CoCoOp, BiMoRS):
+for _cls in (
+    ZeroShotCLIP,
+    CoOp,
+    CoCoOp,
+    BiMoRS,
+    CLIPAdapter,
+    LinearProbe,
+    ProGrad,
+    MaPLe,
+    APPLeNet,
+):
     METHODS.register(_cls.name)(_cls)
 
 

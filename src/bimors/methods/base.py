@@ -10,6 +10,7 @@ exactly what the method learned and nothing of CLIP.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -35,6 +36,11 @@ class Method(nn.Module):
     Subclasses set ``name``, ``config_cls`` and implement :meth:`build_prompts`
     and :meth:`forward`; ``uses_captions`` says whether ``forward`` needs
     caption vectors.
+
+    Two hooks let a method leave the trainer's default path without a special
+    case in the trainer: :meth:`backward` (how a step's gradients are made, e.g.
+    ProGrad's projection) and, with ``closed_form``, :meth:`fit_features` (a
+    method fitted on frozen features instead of by SGD, e.g. the linear probe).
     """
 
     name: ClassVar[str] = ""
@@ -42,9 +48,14 @@ class Method(nn.Module):
     uses_captions: ClassVar[bool] = False
     #: The ImageFeatures fields ``forward`` reads; a feature cache stores only these.
     image_fields: ClassVar[tuple[str, ...]] = ("pooled", "tokens")
-    #: False for a method whose image features depend on its trainable state (e.g.
-    #: deep visual prompts): it is then never served cached image features.
+    #: True when :meth:`image_features` depends on no trainable state, so its output
+    #: may be cached per image (and augmented view) across epochs, seeds and methods.
+    #: False for methods that put learned prompts inside the image encoder (MaPLe):
+    #: a cache must then call :meth:`image_features` every step.
     frozen_image_features: ClassVar[bool] = True
+    #: True for methods fitted in closed form on frozen features (:meth:`fit_features`)
+    #: rather than by the trainer's SGD loop.
+    closed_form: ClassVar[bool] = False
     #: When True, prompts are encoded by the reference recipe (per-image loop, 77
     #: tokens) instead of the batched, truncated path; for tests and benchmarks.
     reference_recipe: bool = False
@@ -83,28 +94,65 @@ class Method(nn.Module):
     # -- forward ------------------------------------------------------------------------------
     @torch.no_grad()
     def image_features(self, pixels: Tensor) -> ImageFeatures:
-        """Frozen image features; they depend on no trainable state, so they may be cached."""
+        """Frozen image features; they depend on no trainable state, so they may be cached.
+
+        A method whose image path holds trainable state overrides this (with
+        gradients) and sets ``frozen_image_features = False``.
+        """
         return self.backbone.encode_image(pixels)
 
     def forward(self, feats: ImageFeatures, captions: Tensor | None = None) -> Tensor:
         """Class logits (B, C)."""
         raise NotImplementedError
 
-    def encode_class_prompts(self, ctx: Tensor | None) -> Tensor:
+    def encode_class_prompts(self, ctx: Tensor | None, deeper: Sequence[Tensor] = ()) -> Tensor:
         """Normalised text features of the class prompts with context ``ctx``.
 
         (C, E) for no or shared context, (B, C, E) for per-image context.
+        ``deeper`` replaces the context inside the text encoder, block by block.
         """
         if self.reference_recipe:
-            return self.prompts.encode_reference(self.backbone, ctx)
+            return self.prompts.encode_reference(self.backbone, ctx, deeper)
         cfg = self.cfg
         return self.prompts.encode(
-            self.backbone, ctx, cfg.chunk_size, cfg.pack_prompts, cfg.grad_checkpointing
+            self.backbone, ctx, cfg.chunk_size, cfg.pack_prompts, cfg.grad_checkpointing, deeper
         )
+
+    @property
+    def fallback(self) -> str | None:
+        """What scores the current class set when the method itself cannot, else None.
+
+        A method without weights for some classes (the linear probe on base-to-new's
+        "new" split) may answer with another classifier; evaluation records carry
+        this name (``fallback``) so reports never pass the substitute off as the method.
+        """
+        return None
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         """Training loss; cross-entropy unless a method needs more."""
         return nn.functional.cross_entropy(logits, labels)
+
+    def backward(self, loss: Tensor, scaler: torch.amp.GradScaler) -> None:
+        """Fill ``.grad`` of the trainable parameters for one step (the trainer steps after).
+
+        The trainer zeroes gradients before and calls the optimiser through
+        ``scaler`` after. Overridden by methods that shape their gradients.
+        """
+        scaler.scale(loss).backward()
+
+    def fit_features(
+        self,
+        train: ImageFeatures,
+        train_labels: Tensor,
+        val: ImageFeatures | None = None,
+        val_labels: Tensor | None = None,
+    ) -> dict[str, Any]:
+        """Fit a ``closed_form`` method on frozen features; returns what to log.
+
+        The trainer computes the features without augmentation and without token
+        states (``tokens`` is empty) to bound memory on full-data runs.
+        """
+        raise NotImplementedError(f"method {self.name!r} is trained by SGD, not in closed form")
 
     # -- state --------------------------------------------------------------------------------
     def own_parameters(self) -> list[tuple[str, nn.Parameter]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from bimors.backbones.base import FrozenCLIP
 from bimors.methods.base import Method, MethodConfig
@@ -39,9 +39,13 @@ class ContextMethod(Method):
         caption_dim: int | None = None,
     ) -> None:
         super().__init__(backbone, classnames, cfg, caption_dim)
-        ctx = init_context(backbone, self.cfg.ctx_init, self.cfg.n_ctx)
+        ctx = self.initial_context(backbone)
         self.n_ctx = ctx.shape[0]
         self.ctx = nn.Parameter(ctx.to(backbone.device))
+
+    def initial_context(self, backbone: FrozenCLIP) -> Tensor:
+        """The initial (n_ctx, D) context; methods with another convention override this."""
+        return init_context(backbone, self.cfg.ctx_init, self.cfg.n_ctx)
 
     def build_prompts(self, classnames: list[str]) -> ClassPrompts:
         placeholder = " ".join(["X"] * self.n_ctx)

@@ -25,7 +25,7 @@ over images, 77 tokens each); tests and the benchmark compare against it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -135,6 +135,7 @@ class ClassPrompts(nn.Module):
         chunk_size: int | None = DEFAULT_CHUNK,
         pack: bool = True,
         checkpoint: bool = False,
+        deeper: Sequence[Tensor] = (),
     ) -> Tensor:
         """L2-normalised text features: (C, E), or (B, C, E) for per-image context.
 
@@ -145,15 +146,23 @@ class ClassPrompts(nn.Module):
             pack: share the common prefix when the backbone supports it; else
                 encode padded prompts cut at the longest EOS.
             checkpoint: recompute each chunk's activations in the backward pass.
+            deeper: deep context (n_ctx, D) per block after the first, replacing
+                the context slots inside the encoder (MaPLe); such prompts take the
+                padded path, since the packed prefix is encoded without them.
         """
-        if pack and self.packed is not None:
+        if pack and self.packed is not None and not deeper:
             feats = self._encode_packed(backbone, ctx, chunk_size, checkpoint)
         else:
-            feats = self._encode_padded(backbone, ctx, chunk_size, checkpoint)
+            feats = self._encode_padded(backbone, ctx, chunk_size, checkpoint, deeper)
         return F.normalize(feats, dim=-1)
 
     def _encode_padded(
-        self, backbone: FrozenCLIP, ctx: Tensor | None, chunk_size: int | None, ckpt: bool
+        self,
+        backbone: FrozenCLIP,
+        ctx: Tensor | None,
+        chunk_size: int | None,
+        ckpt: bool,
+        deeper: Sequence[Tensor] = (),
     ) -> Tensor:
         prompts = self.assemble(ctx)
         lead = prompts.shape[:-2]
@@ -163,7 +172,7 @@ class ClassPrompts(nn.Module):
         feats = torch.cat(
             [
                 _maybe_checkpoint(
-                    backbone.encode_prompts, ckpt, flat[i : i + step], eos[i : i + step]
+                    _encoder(backbone, deeper), ckpt, flat[i : i + step], eos[i : i + step]
                 )
                 for i in range(0, flat.shape[0], step)
             ]
@@ -212,15 +221,17 @@ class ClassPrompts(nn.Module):
         feats = torch.cat(groups, dim=1)  # (n_seq, C, E)
         return feats if per_image else feats[0]
 
-    def encode_reference(self, backbone: FrozenCLIP, ctx: Tensor | None) -> Tensor:
+    def encode_reference(
+        self, backbone: FrozenCLIP, ctx: Tensor | None, deeper: Sequence[Tensor] = ()
+    ) -> Tensor:
         """The reference recipe: one text-encoder call per image over all 77 positions."""
         if ctx is None or ctx.dim() == 2:
             prompts = self.assemble(ctx, self.full_length)
-            return F.normalize(backbone.encode_prompts(prompts, self.eos), dim=-1)
+            return F.normalize(_encoder(backbone, deeper)(prompts, self.eos), dim=-1)
         out = []
         for ctx_i in ctx:
             prompts = self.assemble(ctx_i, self.full_length)
-            out.append(F.normalize(backbone.encode_prompts(prompts, self.eos), dim=-1))
+            out.append(F.normalize(_encoder(backbone, deeper)(prompts, self.eos), dim=-1))
         return torch.stack(out)
 
 
@@ -229,6 +240,13 @@ def _maybe_checkpoint(fn: Callable[..., Tensor], enabled: bool, x: Tensor, *args
     if enabled and torch.is_grad_enabled() and x.requires_grad:
         return _checkpoint(fn, x, *args, use_reentrant=False)
     return fn(x, *args)
+
+
+def _encoder(backbone: FrozenCLIP, deeper: Sequence[Tensor]) -> Callable[[Tensor, Tensor], Tensor]:
+    """The backbone's plain prompt encoder, or its layer-wise one when there are deep prompts."""
+    if deeper:
+        return lambda embeds, eos: backbone.encode_prompts_deep(embeds, eos, deeper)
+    return backbone.encode_prompts
 
 
 def prompt_logits(logit_scale: Tensor, image: Tensor, text: Tensor) -> Tensor:

@@ -7,22 +7,16 @@ import dataclasses
 from torch import Tensor
 
 from bimors.backbones.base import FrozenCLIP, ImageFeatures
-from bimors.methods.base import Method, MethodConfig
-from bimors.methods.prompting import ClassPrompts, prompt_logits
+from bimors.methods.prompting import prompt_logits
+from bimors.methods.template import TemplateConfig, TemplateMethod
 
 
 @dataclasses.dataclass
-class ZeroShotConfig(MethodConfig):
+class ZeroShotConfig(TemplateConfig):
     """``template`` must contain ``{}`` where the class name goes."""
 
-    template: str = "a photo of a {}."
 
-    def __post_init__(self) -> None:
-        if "{}" not in self.template:
-            raise ValueError("template must contain '{}' where the class name goes")
-
-
-class ZeroShotCLIP(Method):
+class ZeroShotCLIP(TemplateMethod):
     """Logits of CLIP's image feature against the encoded ``template`` of each class."""
 
     name = "zeroshot"
@@ -39,9 +33,8 @@ class ZeroShotCLIP(Method):
         super().__init__(backbone, classnames, cfg, caption_dim)
         self.set_classnames(classnames)
 
-    def build_prompts(self, classnames: list[str]) -> ClassPrompts:
-        return ClassPrompts(self.backbone, [self.cfg.template.format(n) for n in classnames], 0)
-
     def forward(self, feats: ImageFeatures, captions: Tensor | None = None) -> Tensor:
+        # Encoded on every call (not cached) so that the reference-recipe test and
+        # benchmark compare the two prompt paths themselves.
         text = self.encode_class_prompts(None)
         return prompt_logits(self.backbone.logit_scale, feats.pooled, text)

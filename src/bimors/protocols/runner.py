@@ -12,11 +12,12 @@ from typing import Any
 
 from bimors.backbones import load_backbone
 from bimors.backbones.base import FrozenCLIP
-from bimors.data import DATASETS, build_dataset
+from bimors.data import DATASETS, build_dataset, dataset_options
 from bimors.data.base import SceneDataset
 from bimors.engine.dist import Dist
 from bimors.errors import ConfigError
 from bimors.experiment import CaptionStores, run_plan
+from bimors.methods import METHODS
 from bimors.protocols.plans import PROTOCOLS
 from bimors.run_config import RunConfig, resolve_config
 
@@ -40,8 +41,10 @@ class Roots:
             f"no folder given for dataset {name!r}; pass --root {name}=DIR or --data-root DIR"
         )
 
-    def dataset(self, name: str) -> SceneDataset:
-        return build_dataset(name, self(name))
+    def dataset(self, name: str, options: dict[str, Any] | None = None) -> SceneDataset:
+        """Dataset ``name`` at its folder; ``options`` (split file, exclude list, ...) as
+        :func:`bimors.data.dataset_options` gives them for the dataset a config trains on."""
+        return build_dataset(name, self(name), **(options or {}))
 
 
 def run_dir_for(out: str | Path, protocol: str, dataset: str, method: str, seed: int) -> Path:
@@ -74,8 +77,14 @@ def run_grid(
     stores: dict[str, str] | None = None,
     overwrite: bool = False,
     progress: bool = False,
+    caption: bool = False,
 ) -> list[dict[str, Any]]:
-    """Run ``protocol`` for every method, training dataset and seed; returns all records."""
+    """Run ``protocol`` for every method, training dataset and seed; returns all records.
+
+    With ``caption``, the caption stores of every dataset the grid touches are
+    first filled (see :func:`bimors.captions.fill.fill_stores`), so the grid
+    runs from raw images in one call.
+    """
     proto = PROTOCOLS.get(protocol)
     sources = datasets or ([proto.default_source] if proto.default_source else [])
     if not sources:
@@ -84,8 +93,20 @@ def run_grid(
     backbones: dict[tuple, FrozenCLIP] = {}
     records: list[dict[str, Any]] = []
     for source in sources:
-        train_ds = roots.dataset(source)
+        # split file, seed and exclude list of the config apply to the training dataset
+        first = config_for(
+            methods[0], source, roots(source), seeds[0], config_file, overrides or []
+        )
+        train_ds = roots.dataset(source, dataset_options(first.data))
         target_ds = [roots.dataset(t) for t in target_names]
+        captioned = [m for m in methods if METHODS.get(m).uses_captions]
+        if caption and captioned:
+            from bimors.captions.fill import fill_stores
+
+            cfg = config_for(captioned[0], source, roots(source), seeds[0], config_file, overrides)
+            fill_stores(
+                CaptionStores(cfg, stores), [train_ds, *target_ds], cfg.train.device, progress
+            )
         for method in methods:
             for seed in seeds:
                 cfg = config_for(method, source, roots(source), seed, config_file, overrides or [])

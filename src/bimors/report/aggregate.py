@@ -3,6 +3,10 @@
 The standard HM (CoCoOp, APPLeNet, BiMoRS) is computed from the seed-averaged
 base and new accuracies, not averaged over per-seed HMs. Averages over
 datasets are means of the per-dataset seed means.
+
+A cell whose records carry ``fallback`` (a method that scored those classes
+with another classifier, e.g. the linear probe's zero-shot CLIP on unseen
+classes) keeps that name in :attr:`Stat.fallback`, so tables can mark it.
 """
 
 from __future__ import annotations
@@ -25,13 +29,15 @@ class Stat:
     mean: float
     std: float  # sample standard deviation over seeds (0 for one seed)
     n: int
+    fallback: str = ""  # what scored (some of) these records instead of the method, if any
 
     @classmethod
-    def of(cls, values: list[float]) -> Stat:
+    def of(cls, values: list[float], fallbacks: Iterable[str | None] = ()) -> Stat:
+        used = ",".join(sorted({f for f in fallbacks if f}))
         if not values:
-            return cls(math.nan, math.nan, 0)
+            return cls(math.nan, math.nan, 0, used)
         std = statistics.stdev(values) if len(values) > 1 else 0.0
-        return cls(statistics.fmean(values), std, len(values))
+        return cls(statistics.fmean(values), std, len(values), used)
 
 
 @dataclasses.dataclass
@@ -66,15 +72,19 @@ def base2new_rows(records: Iterable[dict[str, Any]]) -> list[Base2NewRow]:
     """One row per (method, dataset) from base2new records, plus an ``average`` dataset row
     per method (mean over datasets of the seed-averaged accuracies)."""
     acc: dict[tuple[str, str, str], list[float]] = defaultdict(list)
+    fell: dict[tuple[str, str, str], list[str | None]] = defaultdict(list)
     for r in _latest(records):
         if r.get("protocol") != "base2new":
             continue
-        acc[(r["method"], r["dataset"], r["split"])].append(float(r["accuracy"]))
+        key = (r["method"], r["dataset"], r["split"])
+        acc[key].append(float(r["accuracy"]))
+        fell[key].append(r.get("fallback"))
     pairs = list(dict.fromkeys((m, d) for m, d, _ in acc))  # order of first appearance
-    rows = [
-        Base2NewRow(m, d, Stat.of(acc[(m, d, "base")]), Stat.of(acc[(m, d, "new")]))
-        for m, d in pairs
-    ]
+
+    def stat(m: str, d: str, split: str) -> Stat:
+        return Stat.of(acc[(m, d, split)], fell[(m, d, split)])
+
+    rows = [Base2NewRow(m, d, stat(m, d, "base"), stat(m, d, "new")) for m, d in pairs]
     by_method: dict[str, list[Base2NewRow]] = defaultdict(list)
     for row in rows:
         by_method[row.method].append(row)
@@ -86,8 +96,8 @@ def base2new_rows(records: Iterable[dict[str, Any]]) -> list[Base2NewRow]:
                 Base2NewRow(
                     method,
                     "average",
-                    Stat.of([r.base.mean for r in mrows]),
-                    Stat.of([r.new.mean for r in mrows]),
+                    Stat.of([r.base.mean for r in mrows], [r.base.fallback for r in mrows]),
+                    Stat.of([r.new.mean for r in mrows], [r.new.fallback for r in mrows]),
                 )
             )
     return out
@@ -115,13 +125,16 @@ class TransferRow:
 def transfer_rows(records: Iterable[dict[str, Any]], protocol: str) -> list[TransferRow]:
     """Rows of a cross-dataset or domain-generalisation table."""
     acc: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    fell: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for r in _latest(records):
         if r.get("protocol") != protocol:
             continue
         source = r.get("train_dataset", r["dataset"])
         acc[(r["method"], source)][r["dataset"]].append(float(r["accuracy"]))
+        fell[(r["method"], source)][r["dataset"]].append(r.get("fallback"))
     rows = []
     for (method, source), cells in acc.items():
         order = [source] + [d for d in cells if d != source] if source in cells else list(cells)
-        rows.append(TransferRow(protocol, method, source, {d: Stat.of(cells[d]) for d in order}))
+        stats = {d: Stat.of(cells[d], fell[(method, source)][d]) for d in order}
+        rows.append(TransferRow(protocol, method, source, stats))
     return rows

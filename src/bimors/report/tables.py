@@ -1,4 +1,8 @@
-"""Tables of aggregated results: Markdown (with published numbers), CSV and LaTeX."""
+"""Tables of aggregated results: Markdown (with published numbers), CSV and LaTeX.
+
+A cell scored by a fallback classifier (:attr:`Stat.fallback`) is marked with a
+dagger and explained under the table, and the CSV names the fallback.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,26 @@ import math
 from bimors.report.aggregate import Base2NewRow, Stat, TransferRow
 from bimors.report.published import BASE2NEW_AVERAGE, BASE2NEW_DATASETS
 
+DAGGER = "†"
 
-def _fmt(stat: Stat, sep: str = " ± ") -> str:
+
+def _fmt(stat: Stat, sep: str = " ± ", mark: str = DAGGER) -> str:
     if math.isnan(stat.mean):
         return "-"
-    return f"{stat.mean:.2f}" if stat.n <= 1 else f"{stat.mean:.2f}{sep}{stat.std:.2f}"
+    text = f"{stat.mean:.2f}" if stat.n <= 1 else f"{stat.mean:.2f}{sep}{stat.std:.2f}"
+    return text + (mark if stat.fallback else "")
+
+
+def fallback_note(stats: list[Stat]) -> str:
+    """The footnote for dagger-marked cells ('' when none is marked)."""
+    used = sorted({f for s in stats if s.fallback for f in s.fallback.split(",")})
+    if not used:
+        return ""
+    return (
+        f"\n{DAGGER} scored by a fallback ({', '.join(used)}), not by the method: it has no "
+        "weights for these classes (e.g. the linear probe answers unseen classes with "
+        "zero-shot CLIP).\n"
+    )
 
 
 def _covers_published(rows: list[Base2NewRow], method: str) -> bool:
@@ -43,6 +62,7 @@ def base2new_markdown(rows: list[Base2NewRow], published: bool = False) -> str:
                 f"{r.new.mean - pub.new:+.2f} | {r.hm - pub.hm:+.2f} | |"
             )
     out = "\n".join(lines) + "\n"
+    out += fallback_note([s for r in rows for s in (r.base, r.new)])
     if published:
         out += (
             "\nPublished: " + next(iter(BASE2NEW_AVERAGE.values())).source + " "
@@ -64,6 +84,9 @@ def transfer_markdown(rows: list[TransferRow]) -> str:
             cells = " | ".join(_fmt(r.cells[d]) if d in r.cells else "-" for d in datasets)
             out.append(f"| {r.method} | {cells} | {r.target_average:.2f} |")
         out.append("")
+        note = fallback_note([s for r in group for s in r.cells.values()])
+        if note:
+            out += [note.strip("\n"), ""]
     return "\n".join(out)
 
 
@@ -71,7 +94,19 @@ def records_csv(b2n: list[Base2NewRow], transfer: list[TransferRow]) -> str:
     """Long-format CSV: one line per (protocol, method, train dataset, dataset, split)."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["protocol", "method", "train_dataset", "dataset", "split", "mean", "std", "seeds"])
+    w.writerow(
+        [
+            "protocol",
+            "method",
+            "train_dataset",
+            "dataset",
+            "split",
+            "mean",
+            "std",
+            "seeds",
+            "fallback",
+        ]
+    )
     for r in b2n:
         for split, s in (("base", r.base), ("new", r.new)):
             w.writerow(
@@ -84,19 +119,33 @@ def records_csv(b2n: list[Base2NewRow], transfer: list[TransferRow]) -> str:
                     f"{s.mean:.4f}",
                     f"{s.std:.4f}",
                     s.n,
+                    s.fallback,
                 ]
             )
-        w.writerow(["base2new", r.method, r.dataset, r.dataset, "hm", f"{r.hm:.4f}", "", ""])
+        hm_fallback = ",".join(sorted({f for f in (r.base.fallback, r.new.fallback) if f}))
+        w.writerow(
+            ["base2new", r.method, r.dataset, r.dataset, "hm", f"{r.hm:.4f}", "", "", hm_fallback]
+        )
     for r in transfer:
         for d, s in r.cells.items():
             w.writerow(
-                [r.protocol, r.method, r.source, d, "all", f"{s.mean:.4f}", f"{s.std:.4f}", s.n]
+                [
+                    r.protocol,
+                    r.method,
+                    r.source,
+                    d,
+                    "all",
+                    f"{s.mean:.4f}",
+                    f"{s.std:.4f}",
+                    s.n,
+                    s.fallback,
+                ]
             )
     return buf.getvalue()
 
 
 def _tex(stat: Stat) -> str:
-    return _fmt(stat, r" $\pm$ ")
+    return _fmt(stat, r" $\pm$ ", r"$^\dagger$")
 
 
 def base2new_latex(rows: list[Base2NewRow]) -> str:

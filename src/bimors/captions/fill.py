@@ -1,0 +1,53 @@
+"""Fill the caption stores a protocol grid needs before it trains.
+
+``bimors run --caption`` calls this so that one command reproduces a table on
+a fresh machine: every dataset the grid touches (training and target
+datasets) gets its store captioned with the models and decoding settings the
+run config names, at the place the trainer will look for it. Stores that are
+already complete return at once without loading a model, so the flag costs
+nothing on reruns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from bimors.captions.captioner import GenerationSettings
+from bimors.captions.run import caption_dataset
+
+if TYPE_CHECKING:
+    from bimors.data.base import SceneDataset
+    from bimors.experiment import CaptionStores
+
+logger = logging.getLogger(__name__)
+
+
+def fill_stores(
+    stores: CaptionStores,
+    datasets: Iterable[SceneDataset],
+    device: str = "auto",
+    progress: bool = False,
+) -> None:
+    """Caption the images each dataset's store lacks, with ``stores.cfg.captions``' models."""
+    c = stores.cfg.captions
+    settings = GenerationSettings(num_beams=c.num_beams, max_new_tokens=c.max_new_tokens)
+    seen: set[str] = set()
+    for dataset in datasets:
+        if dataset.name in seen:
+            continue
+        seen.add(dataset.name)
+        path = stores.path(dataset)
+        logger.info("captions for %s -> %s", dataset.name, path)
+        caption_dataset(
+            dataset.name,
+            dataset.root,
+            path,
+            c.captioner,
+            c.encoder,
+            settings,
+            batch_size=c.batch_size,
+            device=device,
+            progress=progress,
+        ).close()

@@ -1,0 +1,169 @@
+"""What made a caption store's vectors, and how to tell whether a store fits a run.
+
+A caption vector is only meaningful next to the models and settings that made
+it: another captioner, decoding setting or dtype changes the text, another
+encoder changes the vector space. The store therefore records this provenance
+once, a resumed job refuses to append under a different one, and the trainer
+refuses vectors made differently from what its config names.
+
+Library versions are recorded too but not compared: a patch release of torch
+must not lock a user out of a 100,000-image store; a change is logged instead.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bimors.captions.captioner import Captioner
+    from bimors.captions.encoder import CaptionEncoder
+
+#: Provenance fields that must agree for two sets of vectors to be mixed.
+IDENTITY_KEYS = (
+    "captioner",
+    "captioner_revision",
+    "captioner_dtype",
+    "generation",
+    "encoder",
+    "encoder_revision",
+    "encoder_dtype",
+    "pooling",
+    "dim",
+)
+
+
+def model_ref(model_id: str) -> str:
+    """A hub id as given; a local folder as its absolute path (so the cwd never matters)."""
+    path = Path(model_id).expanduser()
+    return str(path.resolve()) if path.is_dir() else model_id
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that shape captions and vectors."""
+    import torch
+    import transformers
+
+    from bimors import __version__
+
+    return {
+        "bimors": __version__,
+        "transformers": transformers.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def job_provenance(captioner: Captioner, encoder: CaptionEncoder) -> dict[str, Any]:
+    """The provenance record of vectors made by ``captioner`` then ``encoder``."""
+    from bimors.captions.captioner import dtype_name
+    from bimors.captions.encoder import POOLING
+
+    return {
+        "captioner": model_ref(captioner.model_id),
+        "captioner_revision": captioner.revision,
+        "captioner_class": type(captioner.model).__name__,
+        "captioner_dtype": dtype_name(captioner.dtype),
+        "generation": captioner.settings.as_dict(),
+        "encoder": model_ref(encoder.model_id),
+        "encoder_revision": encoder.revision,
+        "encoder_class": type(encoder.model).__name__,
+        "encoder_dtype": dtype_name(encoder.dtype),
+        "pooling": POOLING,
+        "dim": encoder.dim,
+        "versions": library_versions(),
+    }
+
+
+def differences(recorded: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    """Human-readable mismatches of ``expected`` against ``recorded``.
+
+    Only the keys ``expected`` names are compared (nested dicts likewise), so a
+    caller that knows just the encoder can check just the encoder.
+    """
+    out = []
+    for key, want in expected.items():
+        have = recorded.get(key)
+        if isinstance(want, Mapping) and isinstance(have, Mapping):
+            out += [f"{key}.{d}" for d in differences(have, want)]
+        elif have != want:
+            out.append(f"{key}: store has {have!r}, expected {want!r}")
+    return out
+
+
+def identity(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """The compared part of a provenance record."""
+    return {k: provenance.get(k) for k in IDENTITY_KEYS}
+
+
+def expected_provenance(
+    captioner: str | None = None,
+    encoder: str | None = None,
+    num_beams: int | None = None,
+    max_new_tokens: int | None = None,
+    dim: int | None = None,
+) -> dict[str, Any]:
+    """The fields a training config pins, for :meth:`CaptionStore.vectors` ``expect``."""
+    out: dict[str, Any] = {}
+    if captioner is not None:
+        out["captioner"] = model_ref(captioner)
+    if encoder is not None:
+        out["encoder"] = model_ref(encoder)
+    generation = {
+        k: v
+        for k, v in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens))
+        if v is not None
+    }
+    if generation:
+        out["generation"] = generation
+    if dim is not None:
+        out["dim"] = dim
+    return out
+
+
+def caption_command(
+    dataset: str | None,
+    root: str | os.PathLike[str] | None,
+    store: str | os.PathLike[str] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> str:
+    """The ``bimors caption`` command that makes (or completes) a store with ``provenance``.
+
+    Options equal to the CLI defaults are left out, and ``--store`` only when
+    the store sits at its default location, so the command stays short.
+    """
+    from bimors.captions.captioner import DEFAULT_CAPTIONER, GenerationSettings
+    from bimors.captions.encoder import DEFAULT_ENCODER
+    from bimors.captions.store import default_store_path
+
+    prov = dict(provenance or {})
+    args = ["bimors", "caption", "--dataset", dataset or "NAME", "--root", str(root or "DIR")]
+    captioner = prov.get("captioner", DEFAULT_CAPTIONER)
+    encoder = prov.get("encoder", DEFAULT_ENCODER)
+    default = default_store_path(root, captioner, encoder) if root is not None else None
+    if store is not None and (default is None or Path(store).resolve() != default.resolve()):
+        args += ["--store", str(store)]
+    if captioner != DEFAULT_CAPTIONER:
+        args += ["--captioner", captioner]
+    if prov.get("captioner_revision"):
+        args += ["--captioner-revision", prov["captioner_revision"]]
+    if encoder != DEFAULT_ENCODER:
+        args += ["--encoder", encoder]
+    if prov.get("encoder_revision"):
+        args += ["--encoder-revision", prov["encoder_revision"]]
+    if prov.get("captioner_dtype"):
+        args += ["--dtype", prov["captioner_dtype"]]
+    defaults = GenerationSettings().as_dict()
+    gen = prov.get("generation", {})
+    for key, flag in (("num_beams", "--num-beams"), ("max_new_tokens", "--max-new-tokens")):
+        if key in gen and gen[key] != defaults[key]:
+            args += [flag, str(gen[key])]
+    if gen.get("prompt"):
+        args += ["--prompt", gen["prompt"]]
+    if "early_stopping" in gen and gen["early_stopping"] != defaults["early_stopping"]:
+        args.append("--no-early-stopping")
+    return shlex.join(args)

@@ -1,0 +1,110 @@
+"""``bimors caption``: caption and encode every image of a dataset into a caption store."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bimors.captions.captioner import DEFAULT_CAPTIONER
+from bimors.captions.encoder import DEFAULT_ENCODER
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "caption",
+        help="caption every image of a dataset once (resumable; shards under accelerate launch)",
+        description=(
+            "Caption every image of the dataset's train/val/test split with a frozen "
+            "image-to-text model, encode each caption with a frozen text encoder, and store "
+            "text, vector and provenance per image. Rerun the same command after a crash to "
+            "finish the job; run it under `accelerate launch --multi_gpu --num_processes N -m "
+            "bimors.cli caption ...` to use N GPUs."
+        ),
+    )
+    p.add_argument("--dataset", required=True, help="registered dataset (`bimors list`)")
+    p.add_argument("--root", type=Path, required=True, help="the dataset folder")
+    p.add_argument(
+        "--store",
+        type=Path,
+        help="caption store file (default: ROOT/.bimors/captions/<captioner>__<encoder>.sqlite)",
+    )
+    p.add_argument(
+        "--captioner",
+        default=DEFAULT_CAPTIONER,
+        help=f"any transformers image-to-text model, hub id or folder ({DEFAULT_CAPTIONER})",
+    )
+    p.add_argument("--captioner-revision", help="hub revision (commit, branch or tag) to pin")
+    p.add_argument(
+        "--encoder",
+        default=DEFAULT_ENCODER,
+        help=f"any transformers text encoder, hub id or folder (default: {DEFAULT_ENCODER})",
+    )
+    p.add_argument("--encoder-revision", help="hub revision of the encoder to pin")
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch (default: 16)")
+    p.add_argument(
+        "--device", default="auto", help="auto (the accelerate device), cpu, cuda, cuda:1, ..."
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="captioner weights (default auto: bfloat16 on CUDA, float32 elsewhere)",
+    )
+    p.add_argument("--num-beams", type=int, default=4, help="beam width (default: 4, the paper's)")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=16, help="caption length limit (default: 16)"
+    )
+    p.add_argument("--prompt", help="text prefix for captioners that take one (default: none)")
+    p.add_argument(
+        "--no-early-stopping",
+        dest="early_stopping",
+        action="store_false",
+        help="let beam search run to max-new-tokens",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="image reading/decoding processes (default: 4 on CUDA, 0 on CPUs)",
+    )
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="re-hash the images already in the store and re-caption the changed ones",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    import os
+
+    from bimors.captions.captioner import GenerationSettings
+    from bimors.captions.run import caption_dataset
+
+    progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
+    settings = GenerationSettings(
+        args.num_beams, args.max_new_tokens, args.early_stopping, args.prompt
+    )
+    store = caption_dataset(
+        args.dataset,
+        args.root,
+        args.store,
+        args.captioner,
+        args.encoder,
+        settings,
+        batch_size=args.batch_size,
+        device=args.device,
+        dtype=args.dtype,
+        num_workers=args.workers,
+        verify=args.verify,
+        captioner_revision=args.captioner_revision,
+        encoder_revision=args.encoder_revision,
+        progress=progress,
+    )
+    with store:
+        n, dim = len(store), store.dim
+    if os.environ.get("RANK", "0") != "0":  # one report per sharded job
+        return 0
+    print(f"{n} captions ({dim}-d vectors) in {store.path}")
+    print(f"read them: bimors captions show {store.path}")
+    return 0
