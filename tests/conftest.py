@@ -28,6 +28,21 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_g)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_feature_cache(tmp_path_factory):
+    """Runs cache image features in a session folder, never in the user's home.
+
+    Session-scoped and autouse so it is set before any session fixture trains a
+    run (subprocesses inherit the variable). Sharing one folder between tests is
+    as safe as sharing the user's cache between runs: entries are keyed by
+    weights, transform and image file.
+    """
+    root = tmp_path_factory.mktemp("feature-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BIMORS_CACHE_DIR", str(root))
+        yield root
+
+
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     from bimors.tiny import write_all

@@ -81,7 +81,7 @@ def trained_run(env, tmp_path_factory):
     return out
 
 
-def test_train_writes_a_complete_run_folder(trained_run):
+def test_train_writes_a_complete_run_folder(trained_run, isolated_feature_cache):
     names = {p.name for p in trained_run.iterdir()}
     assert {
         "meta.json",
@@ -111,6 +111,10 @@ def test_train_writes_a_complete_run_folder(trained_run):
     recs = _records(trained_run)
     assert [r["split"] for r in recs] == ["base", "new"]
     assert all(r["selection"] == "last" and r["seed"] == 1 for r in recs)
+    # evaluation read cached features (the default), training ran the image encoder
+    assert all(r["image_features"] == "cache" for r in recs)
+    assert all(r["train_image_features"] == "encoder" for r in recs)
+    assert any(isolated_feature_cache.rglob("*.pooled.safetensors"))
     assert any(p.name.startswith("events.out.tfevents") for p in (trained_run / "tb").iterdir())
 
 

@@ -70,3 +70,121 @@ def test_non_causal_text_encoder_is_not_truncated(oc_backbone, monkeypatch):
     monkeypatch.setattr(oc_backbone, "causal_text", False)
     prompts = ClassPrompts(oc_backbone, [f"X {n}." for n in CLASSNAMES], 1)
     assert prompts.length == 77
+
+
+# -- packed prompts (shared prefix once, nothing after EOS) ----------------------------------
+def _ctx_variants(bb, n_ctx, batch=3, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        "per_image": torch.randn(batch, n_ctx, bb.text_width, generator=gen),
+        "shared": torch.randn(n_ctx, bb.text_width, generator=gen),
+    }
+
+
+@pytest.mark.parametrize("max_tokens", [12, 256])
+def test_packed_prompts_equal_reference(backbone, max_tokens):
+    prompts = ClassPrompts(
+        backbone, [f"X X {n}." for n in CLASSNAMES], 2, max_pack_tokens=max_tokens
+    )
+    layout = prompts.packed
+    assert layout is not None and layout.prefix == 3  # SOS + 2 context slots
+    assert (len(layout.groups) > 1) == (max_tokens == 12)  # a small budget splits the classes
+    # every class is encoded once per sequence and no token after an EOS is computed
+    assert layout.tokens < prompts.num_classes * prompts.length
+    for kind, ctx in _ctx_variants(backbone, 2).items():
+        with torch.no_grad():
+            fast = prompts.encode(backbone, ctx)
+            ref = prompts.encode_reference(backbone, ctx)
+        torch.testing.assert_close(fast, ref, **TOL, msg=kind)
+
+
+def test_template_words_shared_by_all_classes_join_the_prefix(backbone):
+    prompts = ClassPrompts(backbone, [f"a photo of a {n}." for n in CLASSNAMES], 0)
+    assert prompts.packed.prefix == 5  # SOS a photo of a
+    with torch.no_grad():
+        torch.testing.assert_close(
+            prompts.encode(backbone, None), prompts.encode_reference(backbone, None), **TOL
+        )
+
+
+def test_padded_path_still_equals_reference(backbone):
+    prompts = ClassPrompts(backbone, [f"X X {n}." for n in CLASSNAMES], 2)
+    ctx = _ctx_variants(backbone, 2)["per_image"]
+    with torch.no_grad():
+        padded = prompts.encode(backbone, ctx, pack=False)
+        torch.testing.assert_close(padded, prompts.encode_reference(backbone, ctx), **TOL)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 6, None])
+def test_packed_chunking_does_not_change_features(backbone, chunk):
+    prompts = ClassPrompts(backbone, [f"X X {n}." for n in CLASSNAMES], 2, max_pack_tokens=12)
+    ctx = torch.randn(4, 2, backbone.text_width)
+    with torch.no_grad():
+        whole = prompts.encode(backbone, ctx, chunk_size=None)
+        chunked = prompts.encode(backbone, ctx, chunk_size=chunk)
+    torch.testing.assert_close(chunked, whole, **TOL)
+
+
+@pytest.mark.parametrize("pack", [True, False])
+def test_gradient_checkpointing_recomputes_and_keeps_gradients(backbone, monkeypatch, pack):
+    prompts = ClassPrompts(backbone, [f"X X {n}." for n in CLASSNAMES], 2)
+    name = "encode_prompts_packed" if pack else "encode_prompts"
+    calls = []
+    original = getattr(backbone, name)
+
+    def counting(*args):
+        calls.append(torch.is_grad_enabled())
+        return original(*args)
+
+    monkeypatch.setattr(backbone, name, counting)
+    base = torch.randn(3, 2, backbone.text_width)
+    grads = {}
+    for ckpt in (False, True):
+        calls.clear()
+        ctx = base.clone().requires_grad_(True)
+        feats = prompts.encode(backbone, ctx, chunk_size=4, pack=pack, checkpoint=ckpt)
+        n_forward = len(calls)
+        (feats * torch.linspace(-1, 1, feats.shape[-1])).sum().backward()
+        # checkpointing runs every chunk a second time in the backward pass
+        assert len(calls) == (2 * n_forward if ckpt else n_forward)
+        grads[ckpt] = ctx.grad
+    torch.testing.assert_close(grads[True], grads[False], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["cocoop", "bimors"])
+def test_bf16_autocast_stays_close_to_float32(backbone, name):
+    torch.manual_seed(0)
+    method = build_method(name, backbone, CLASSNAMES, caption_dim=24)
+    feats, caps = _inputs(backbone)
+    with torch.no_grad():
+        ref = method(feats, caps)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = method(feats, caps).float()
+    assert not torch.equal(low, ref)  # bf16 really ran
+    assert (low - ref).abs().max() < 0.05 * ref.abs().max() + 0.05
+
+
+def test_packed_library_fallback_equals_reference(backbone, monkeypatch):
+    """Text blocks of an unrecognised structure go through the library's own encoder."""
+    prompts = ClassPrompts(backbone, [f"X X {n}." for n in CLASSNAMES], 2)
+    ctx = _ctx_variants(backbone, 2)["per_image"]
+    monkeypatch.setattr(backbone, "_plain_blocks", None, raising=False)
+    with torch.no_grad():
+        fallback = prompts.encode(backbone, ctx)
+        torch.testing.assert_close(fallback, prompts.encode_reference(backbone, ctx), **TOL)
+
+
+def test_cached_low_precision_weights_follow_weight_changes(hf_backbone):
+    import copy
+
+    bb = copy.deepcopy(hf_backbone)
+    prompts = ClassPrompts(bb, [f"X X {n}." for n in CLASSNAMES], 2)
+    ctx = _ctx_variants(bb, 2)["per_image"]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        before = prompts.encode(bb, ctx).float()
+        assert bb._plain_blocks[0].weights(torch.bfloat16)[0][0].dtype == torch.bfloat16
+        bb.model.text_model.encoder.layers[0].mlp.fc1.weight.mul_(3.0)  # e.g. a reloaded model
+        after = prompts.encode(bb, ctx).float()
+        ref = prompts.encode_reference(bb, ctx).float()
+    assert not torch.allclose(before, after, atol=1e-2)
+    torch.testing.assert_close(after, ref, atol=3e-2, rtol=0)  # bf16 vs bf16 library path

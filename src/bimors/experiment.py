@@ -24,6 +24,7 @@ from bimors.data.transforms import build_transform
 from bimors.engine.data import TaskData
 from bimors.engine.dist import Dist
 from bimors.engine.evaluator import evaluate
+from bimors.engine.features import FeatureSource, feature_source
 from bimors.engine.rundir import RunDir
 from bimors.engine.trainer import Trainer
 from bimors.errors import DataError
@@ -158,14 +159,16 @@ def run_plan(
         cfg.method_params,
         stores.get(plan.train_dataset).dim if uses_captions else None,
     )
+    features = run_features(cfg, progress)
     start = time.perf_counter()
     result = Trainer(
-        method, cfg.train, run.path, cfg.to_dict(), cfg.data.num_workers, progress, dist
+        method, cfg.train, run.path, cfg.to_dict(), cfg.data.num_workers, progress, dist, features
     ).fit(train, val)
     train_seconds = time.perf_counter() - start
-    records = evaluate_specs(cfg, plan, method, data, dist, progress)
+    records = evaluate_specs(cfg, plan, method, data, dist, progress, features)
     for r in records:
         r.update(
+            train_image_features=features.describe(method, True),
             selection=result.selection,
             selected_epoch=result.selected_epoch,
             skipped_steps=result.skipped_steps,
@@ -178,8 +181,23 @@ def run_plan(
     return records
 
 
-def evaluate_specs(cfg: RunConfig, plan: Plan, method: Method, data, dist: Dist, progress: bool):
-    """One record per evaluation of ``plan``."""
+def run_features(cfg: RunConfig, progress: bool = False) -> FeatureSource:
+    """Where a run's image features come from: its ``features`` section (cache or encoder)."""
+    f = cfg.features
+    return feature_source(f.cache, f.dir, f.train_views, progress)
+
+
+def evaluate_specs(
+    cfg: RunConfig,
+    plan: Plan,
+    method: Method,
+    data,
+    dist: Dist,
+    progress: bool,
+    features: FeatureSource | None = None,
+):
+    """One record per evaluation of ``plan`` (``features``: default from ``cfg.features``)."""
+    features = features if features is not None else run_features(cfg, progress)
     records = []
     for spec in plan.evals:
         ev = evaluate(
@@ -190,6 +208,7 @@ def evaluate_specs(cfg: RunConfig, plan: Plan, method: Method, data, dist: Dist,
             cfg.data.num_workers,
             progress,
             dist,
+            features,
         )
         logger.info("%s on %s %s: %.2f%%", cfg.method, spec.dataset.name, spec.split, ev.accuracy)
         fallback = {"fallback": method.fallback} if method.fallback else {}
@@ -208,6 +227,7 @@ def evaluate_specs(cfg: RunConfig, plan: Plan, method: Method, data, dist: Dist,
                 "classnames": cfg.data.classnames,
                 "backbone": f"{cfg.backbone.adapter}:{cfg.backbone.model}",
                 "precision": cfg.train.precision,
+                "image_features": features.describe(method, False),
                 "bimors_version": __version__,
                 **fallback,
             }

@@ -81,7 +81,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_epochs: int = 1
     warmup_lr: float = 1e-5
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"  # auto: bf16 if native
     eval_batch_size: int = 100
     seed: int = 1
     deterministic: bool = False
@@ -100,6 +100,24 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class FeatureConfig:
+    """The frozen image-feature cache (see :mod:`bimors.engine.features`).
+
+    Cached test-transform features equal recomputed ones, so that cache is on.
+    Cached training views replace fresh random augmentations by ``train_views``
+    fixed ones per image (a different augmentation distribution), so it is off.
+    """
+
+    cache: bool = True  # reuse evaluation features across epochs, methods and seeds
+    dir: str | None = None  # default: $BIMORS_CACHE_DIR or ~/.cache/bimors/features
+    train_views: int = 0  # > 0: cache this many augmented views per training image
+
+    def __post_init__(self) -> None:
+        if self.train_views < 0:
+            raise ValueError("features.train_views must be >= 0")
+
+
+@dataclasses.dataclass
 class RunConfig:
     method: str = "bimors"
     method_params: MethodConfig = dataclasses.field(default_factory=MethodConfig)
@@ -107,6 +125,7 @@ class RunConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     captions: CaptionConfig = dataclasses.field(default_factory=CaptionConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    features: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict; the method section holds its name and its options."""
@@ -134,6 +153,7 @@ class RunConfig:
             data=sections.data,
             captions=sections.captions,
             train=sections.train,
+            features=sections.features,
         )
 
 
@@ -143,6 +163,7 @@ class _Sections:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     captions: CaptionConfig = dataclasses.field(default_factory=CaptionConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    features: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
 
 
 def resolve_config(

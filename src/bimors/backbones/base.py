@@ -153,6 +153,32 @@ class FrozenCLIP(nn.Module, ABC):
             raise ValueError("every tokenized prompt must contain an end-of-text token")
         return is_eot.int().argmax(dim=-1)
 
+    #: True when :meth:`encode_prompts_packed` is implemented for this model.
+    supports_packing: bool = False
+
+    def encode_prompts_packed(
+        self, embeds: Tensor, position_ids: Tensor, allowed: Tensor, gather: Tensor
+    ) -> Tensor:
+        """Projected text features of several prompts packed into one sequence.
+
+        Per-image prompts of different classes share their first tokens (SOS
+        and the context); a causal encoder computes those once when the prompts
+        are laid out as ``[shared prefix, suffix of class 1, suffix of class 2,
+        ...]`` with positions restarting after the prefix and a mask that lets
+        each suffix see only the prefix and itself. The outputs at ``gather``
+        then equal those of the separately encoded prompts.
+
+        Args:
+            embeds: token embeddings (N, T, D) without positions.
+            position_ids: position of each packed token in its own prompt, (T,).
+            allowed: (T, T) bool, ``allowed[i, j]`` when token i may attend to token j.
+            gather: packed positions (K,) whose outputs are returned (each prompt's EOS).
+
+        Returns:
+            Projected features (N, K, E).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support packed prompts")
+
     def encode_text(self, ids: Tensor) -> Tensor:
         """Projected text features (N, E) of token ids; the plain CLIP text path."""
         return self.encode_prompts(self.embed_tokens(ids), self.eos_positions(ids))
@@ -271,6 +297,12 @@ def _overwrite(hidden: Tensor, values: Tensor, start: int) -> Tensor:
     n = values.shape[0]
     fill = values.to(hidden.dtype).unsqueeze(0).expand(hidden.shape[0], -1, -1)
     return torch.cat([hidden[:, :start], fill, hidden[:, start + n :]], dim=1)
+
+
+def additive_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
+    """A boolean attention pattern as an additive mask (0 where allowed, -inf elsewhere)."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return mask.masked_fill_(~allowed, float("-inf"))
 
 
 def gather_eos(hidden: Tensor, eos_positions: Tensor) -> Tensor:

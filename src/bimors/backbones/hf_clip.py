@@ -8,7 +8,14 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from bimors.backbones.base import FrozenCLIP, ImageFeatures, Preprocess, gather_eos
+from bimors.backbones.base import (
+    FrozenCLIP,
+    ImageFeatures,
+    Preprocess,
+    additive_mask,
+    gather_eos,
+)
+from bimors.backbones.text_blocks import hf_plain_blocks, run_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +102,37 @@ class HFCLIP(FrozenCLIP):
         hidden = text.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True)
         hidden = text.final_layer_norm(hidden.last_hidden_state)
         return self.model.text_projection(gather_eos(hidden, eos_positions))
+
+    @property
+    def supports_packing(self) -> bool:
+        """Packed prompts need an attention that takes an arbitrary mask."""
+        impl = self.model.text_model.config._attn_implementation
+        return hf_plain_blocks(self.model.text_model.encoder) is not None or impl in (
+            "sdpa",
+            "eager",
+        )
+
+    def encode_prompts_packed(
+        self, embeds: Tensor, position_ids: Tensor, allowed: Tensor, gather: Tensor
+    ) -> Tensor:
+        text = self.model.text_model
+        # CLIPTextEmbeddings refuses sequences longer than 77, which packed ones may be;
+        # it only adds the position embedding, so do that here.
+        hidden = embeds + text.embeddings.position_embedding(position_ids)
+        if not hasattr(self, "_plain_blocks"):
+            self._plain_blocks = hf_plain_blocks(text.encoder)
+        if self._plain_blocks is not None:  # see bimors.backbones.text_blocks for why
+            hidden = run_blocks(self._plain_blocks, hidden, allowed)
+        else:
+            if text.config._attn_implementation == "sdpa":
+                mask = allowed  # sdpa reads a boolean mask directly (True = attend)
+            else:
+                mask = additive_mask(allowed, hidden.dtype)
+            out = text.encoder(inputs_embeds=hidden, attention_mask=mask[None, None])
+            hidden = out.last_hidden_state
+        # The final LayerNorm acts per token: normalise only the gathered ones.
+        hidden = text.final_layer_norm(hidden[:, gather])
+        return self.model.text_projection(hidden)
 
     def encode_image(self, pixels: Tensor) -> ImageFeatures:
         return self.encode_image_deep(pixels)

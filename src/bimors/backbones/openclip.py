@@ -9,7 +9,14 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from bimors.backbones.base import FrozenCLIP, ImageFeatures, Preprocess, gather_eos
+from bimors.backbones.base import (
+    FrozenCLIP,
+    ImageFeatures,
+    Preprocess,
+    additive_mask,
+    gather_eos,
+)
+from bimors.backbones.text_blocks import open_clip_plain_blocks, run_blocks
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +128,31 @@ class OpenCLIP(FrozenCLIP):
         else:  # older open_clip: sequence-first transformer
             x = text.transformer(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
         x = gather_eos(text.ln_final(x), eos_positions)
+        proj = text.text_projection
+        if proj is None:
+            return x
+        return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
+
+    @property
+    def supports_packing(self) -> bool:
+        return self.causal_text
+
+    def encode_prompts_packed(
+        self, embeds: Tensor, position_ids: Tensor, allowed: Tensor, gather: Tensor
+    ) -> Tensor:
+        text = self._text
+        x = embeds + text.positional_embedding[position_ids].to(embeds.dtype)
+        if not hasattr(self, "_plain_blocks"):
+            self._plain_blocks = open_clip_plain_blocks(text.transformer)
+        if self._plain_blocks is not None:  # see bimors.backbones.text_blocks for why
+            x = run_blocks(self._plain_blocks, x, allowed)
+        else:
+            mask = additive_mask(allowed, x.dtype)  # open_clip casts masks to float: no bools
+            if text.transformer.batch_first:
+                x = text.transformer(x, attn_mask=mask)
+            else:  # older open_clip: sequence-first transformer
+                x = text.transformer(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
+        x = text.ln_final(x[:, gather])  # LayerNorm is per token: only the gathered ones
         proj = text.text_projection
         if proj is None:
             return x

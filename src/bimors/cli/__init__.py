@@ -30,6 +30,7 @@ COMMANDS = (
     "run",
     "report",
     "predict",
+    "bench",
 )
 
 

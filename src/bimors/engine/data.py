@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Sized
 
 import numpy as np
 import torch
@@ -44,6 +45,36 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+def seed_epoch(seed: int, epoch: int, rank: int = 0) -> int:
+    """Seed the global RNGs for one epoch of one rank; returns the epoch's seed.
+
+    Transforms in the main process (and anything random in a method) draw from
+    the global RNGs, so re-seeding them per epoch makes a resumed epoch equal
+    the uninterrupted one.
+    """
+    epoch_seed = stable_seed("epoch", seed, epoch, rank)
+    torch.manual_seed(epoch_seed)
+    random.seed(epoch_seed)
+    np.random.seed(epoch_seed % 2**32)
+    return epoch_seed
+
+
+def epoch_sampler(
+    dataset: Sized, seed: int, epoch: int, rank: int = 0, world_size: int = 1
+) -> DistributedSampler:
+    """This rank's shuffled indices of ``dataset`` in ``epoch`` (shards of one permutation)."""
+    sampler = DistributedSampler(
+        dataset,  # type: ignore[arg-type]
+        num_replicas=world_size,
+        rank=rank,
+        shuffle=True,
+        seed=seed,
+        drop_last=False,
+    )
+    sampler.set_epoch(epoch)
+    return sampler
+
+
 def train_loader(
     data: TaskData,
     batch_size: int,
@@ -55,14 +86,8 @@ def train_loader(
     pin_memory: bool = False,
 ) -> DataLoader:
     """The shuffled, augmented batches of one epoch for one rank (batch size per rank)."""
-    epoch_seed = stable_seed("epoch", seed, epoch, rank)
-    torch.manual_seed(epoch_seed)  # transforms in the main process draw from the global RNG
-    random.seed(epoch_seed)
-    np.random.seed(epoch_seed % 2**32)
-    sampler = DistributedSampler(
-        data.images, num_replicas=world_size, rank=rank, shuffle=True, seed=seed, drop_last=False
-    )
-    sampler.set_epoch(epoch)
+    epoch_seed = seed_epoch(seed, epoch, rank)
+    sampler = epoch_sampler(data.images, seed, epoch, rank, world_size)
     n_local = len(sampler)
     return DataLoader(
         data.images,

@@ -8,8 +8,9 @@ import logging
 import torch
 from tqdm.auto import tqdm
 
-from bimors.engine.data import TaskData, eval_loader
+from bimors.engine.data import TaskData
 from bimors.engine.dist import Dist
+from bimors.engine.features import FeatureSource
 from bimors.engine.precision import autocast
 from bimors.methods.base import Method
 
@@ -37,12 +38,16 @@ def evaluate(
     num_workers: int = 0,
     progress: bool = False,
     dist: Dist | None = None,
+    features: FeatureSource | None = None,
 ) -> EvalResult:
     """Top-1 accuracy of ``method`` on ``data`` (the method's class set is switched to it).
 
     With several processes each evaluates a disjoint shard and the per-class
     counts are summed, so the result equals a single-process evaluation.
+    ``features`` says where image features come from (default: the image encoder
+    on every batch; a :class:`~bimors.engine.features.CachedFeatures` reuses them).
     """
+    features = features if features is not None else FeatureSource()
     if method.classnames != data.classnames:
         method.set_classnames(data.classnames)
     method.eval()
@@ -50,14 +55,14 @@ def evaluate(
     n_cls = len(data.classnames)
     correct = torch.zeros(n_cls, dtype=torch.long)
     total = torch.zeros(n_cls, dtype=torch.long)
-    indices = dist.shard(len(data)) if dist is not None and dist.world_size > 1 else None
-    loader = eval_loader(data, batch_size, indices, num_workers, device.type == "cuda")
+    loader = features.eval_loader(
+        method, data, batch_size, dist, num_workers, device.type == "cuda", precision
+    )
     for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
-        pixels = batch["pixels"].to(device, non_blocking=True)
         labels = batch["label"]
         caps = data.captions[batch["index"]].to(device) if data.captions is not None else None
         with autocast(device, precision):
-            logits = method(method.image_features(pixels), caps)
+            logits = method(features.image_features(method, batch, device), caps)
         pred = logits.argmax(dim=-1).cpu()
         total += torch.bincount(labels, minlength=n_cls)
         correct += torch.bincount(labels[pred == labels], minlength=n_cls)

@@ -26,10 +26,11 @@ from tqdm.auto import tqdm
 
 from bimors import atomic
 from bimors.engine.checkpoint import read_checkpoint, save_checkpoint
-from bimors.engine.data import TaskData, train_loader
+from bimors.engine.data import TaskData
 from bimors.engine.dist import Dist
 from bimors.engine.evaluator import evaluate
 from bimors.engine.extract import fit_closed_form
+from bimors.engine.features import FeatureSource
 from bimors.engine.precision import autocast, grad_scaler
 from bimors.engine.rundir import material
 from bimors.engine.schedule import lr_at_epoch
@@ -78,8 +79,10 @@ class Trainer:
         num_workers: int = 0,
         progress: bool = False,
         dist: Dist | None = None,
+        features: FeatureSource | None = None,
     ) -> None:
         self.method = method
+        self.features = features if features is not None else FeatureSource()
         self.cfg = cfg
         self.out_dir = Path(out_dir) if out_dir else None
         self.run_config = run_config or {}
@@ -181,15 +184,16 @@ class Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             method.train()
-            loader = train_loader(
+            loader = self.features.train_loader(
+                method,
                 train,
                 cfg.batch_size,
                 cfg.seed,
                 epoch,
-                self.dist.rank,
-                self.dist.world_size,
+                self.dist,
                 self.num_workers,
                 self.device.type == "cuda",
+                cfg.precision,
             )
             total, correct, loss_sum, n_batches = 0, 0, 0.0, 0
             bar = tqdm(
@@ -235,6 +239,7 @@ class Trainer:
                     cfg.precision,
                     self.num_workers,
                     dist=self.dist,
+                    features=self.features,
                 ).accuracy
                 method.set_classnames(train.classnames)
                 row["val_acc"] = acc
@@ -307,11 +312,10 @@ class Trainer:
     def _step_loss(
         self, data: TaskData, batch: dict
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        pixels = batch["pixels"].to(self.device, non_blocking=True)
         labels = batch["label"].to(self.device, non_blocking=True)
         caps = data.captions[batch["index"]].to(self.device) if data.captions is not None else None
         with autocast(self.device, self.cfg.precision):
-            feats = self.method.image_features(pixels)
+            feats = self.features.image_features(self.method, batch, self.device)
             logits = self.model(feats, caps)
             loss = self.method.loss(logits.float(), labels)
         return loss, logits, labels

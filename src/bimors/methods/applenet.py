@@ -91,6 +91,7 @@ def context_redundancy(ctx: Tensor, temperature: float = 1.0) -> Tensor:
 class APPLeNet(ContextMethod):
     name = "applenet"
     config_cls = APPLeNetConfig
+    image_fields = ("pooled", "layer_means")
 
     def __init__(
         self,

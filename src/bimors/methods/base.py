@@ -26,6 +26,8 @@ class MethodConfig:
     """Options every method has; each method subclasses this with its own fields."""
 
     chunk_size: int = DEFAULT_CHUNK  # prompts per text-encoder call (bounds memory)
+    pack_prompts: bool = True  # encode the prefix all class prompts share once (exact)
+    grad_checkpointing: bool = False  # recompute text-encoder activations in backward
 
 
 class Method(nn.Module):
@@ -44,6 +46,8 @@ class Method(nn.Module):
     name: ClassVar[str] = ""
     config_cls: ClassVar[type[MethodConfig]] = MethodConfig
     uses_captions: ClassVar[bool] = False
+    #: The ImageFeatures fields ``forward`` reads; a feature cache stores only these.
+    image_fields: ClassVar[tuple[str, ...]] = ("pooled", "tokens")
     #: True when :meth:`image_features` depends on no trainable state, so its output
     #: may be cached per image (and augmented view) across epochs, seeds and methods.
     #: False for methods that put learned prompts inside the image encoder (MaPLe):
@@ -77,6 +81,8 @@ class Method(nn.Module):
         """Switch the class set (base -> new, or another dataset); learned state is kept."""
         if not classnames:
             raise ValueError("a method needs at least one class name")
+        if self.prompts is not None and list(classnames) == self.classnames:
+            return  # same class set: keep the prompts instead of tokenising again
         self.classnames = list(classnames)
         device = self.backbone.device
         self.prompts = self.build_prompts(self.classnames).to(device)
@@ -107,7 +113,10 @@ class Method(nn.Module):
         """
         if self.reference_recipe:
             return self.prompts.encode_reference(self.backbone, ctx, deeper)
-        return self.prompts.encode(self.backbone, ctx, self.cfg.chunk_size, deeper)
+        cfg = self.cfg
+        return self.prompts.encode(
+            self.backbone, ctx, cfg.chunk_size, cfg.pack_prompts, cfg.grad_checkpointing, deeper
+        )
 
     @property
     def fallback(self) -> str | None:

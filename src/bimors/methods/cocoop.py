@@ -24,6 +24,7 @@ class CoCoOpConfig(ContextConfig):
 
 class CoCoOp(ContextMethod):
     name = "cocoop"
+    image_fields = ("pooled",)
     config_cls = CoCoOpConfig
 
     def __init__(self, backbone, classnames, cfg=None, caption_dim=None) -> None:

@@ -25,6 +25,7 @@ class CoOpConfig(ContextConfig):
 
 class CoOp(ContextMethod):
     name = "coop"
+    image_fields = ("pooled",)
     config_cls = CoOpConfig
 
     def __init__(self, backbone, classnames, cfg=None, caption_dim=None) -> None:

@@ -77,6 +77,7 @@ class LinearProbe(TemplateMethod):
     name = "linear_probe"
     config_cls = LinearProbeConfig
     closed_form = True
+    image_fields = ("pooled", "norm")  # the probe reads the raw embedding pooled * norm
 
     def __init__(
         self,

@@ -80,6 +80,7 @@ def project_conflicting(grad: Tensor, reference: Tensor, lam: float = 1.0) -> Te
 class ProGrad(ContextMethod):
     name = "prograd"
     config_cls = ProGradConfig
+    image_fields = ("pooled",)
 
     def __init__(
         self,

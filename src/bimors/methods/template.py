@@ -66,6 +66,8 @@ class TemplateText:
 class TemplateMethod(Method):
     """A method whose class prompts are ``cfg.template`` filled with each class name."""
 
+    image_fields = ("pooled",)
+
     config_cls = TemplateConfig
 
     def __init__(

@@ -20,6 +20,7 @@ class ZeroShotCLIP(TemplateMethod):
     """Logits of CLIP's image feature against the encoded ``template`` of each class."""
 
     name = "zeroshot"
+    image_fields = ("pooled",)
     config_cls = ZeroShotConfig
 
     def __init__(

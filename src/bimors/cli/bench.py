@@ -1,0 +1,79 @@
+"""``bimors bench``: time and memory of the fast path against the reference recipe."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="measure the fast path against the reference recipe (random-weight CLIP, no download)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object (default: a summary)")
+    p.add_argument(
+        "--backbone",
+        default="ViT-B/16",
+        help="CLIP size: tiny, ViT-B/32, ViT-B/16, ViT-L/14 (default: ViT-B/16)",
+    )
+    p.add_argument("--adapter", default="hf", choices=["hf", "open_clip"])
+    p.add_argument("--method", default="bimors", help="method to train (default: bimors)")
+    p.add_argument("--batch", type=int, default=4, help="training batch size (default: 4)")
+    p.add_argument("--eval-batch", type=int, default=None, help="default: --batch")
+    p.add_argument(
+        "--classes", type=int, default=19, help="first N PatternNet classes (default: 19)"
+    )
+    p.add_argument("--repeats", type=int, default=3, help="timed rounds (default: 3)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16", "fp16", "auto"],
+        help="fast path precision, like train.precision (default fp32, the trainer's default); "
+        "auto = bf16 where the hardware has bf16 units",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="fast path runs the image encoder every step instead of reading the feature cache",
+    )
+    p.add_argument("--grad-checkpointing", action="store_true")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bimors.perf.bench import run_bench
+    from bimors.perf.workload import BenchOptions
+
+    opts = BenchOptions(
+        shape=args.backbone,
+        adapter=args.adapter,
+        method=args.method,
+        batch=args.batch,
+        eval_batch=args.eval_batch,
+        classes=args.classes,
+        repeats=args.repeats,
+        precision=args.precision,
+        cache=not args.no_cache,
+        grad_checkpointing=args.grad_checkpointing,
+        memory=not args.no_memory,
+        device=args.device,
+    )
+    result = run_bench(opts)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"train speedup      {result['train_speedup']:.1f}x")
+    if "train_speedup_with_image_encoder" in result:
+        print(f"  (image encoder)  {result['train_speedup_with_image_encoder']:.1f}x")
+    print(f"eval speedup       {result['eval_speedup']:.1f}x")
+    print(f"max |logit diff|   {result['max_abs_logit_diff']:.2e} (float32 vs float32)")
+    print(f"floor ratio        {result['floor_ratio']:.2f} ({result['matmul_dtype']})")
+    if "peak_rss_mb_fast" in result:
+        print(
+            f"peak RSS           fast {result['peak_rss_mb_fast']:.0f} MiB, "
+            f"reference {result['peak_rss_mb_reference']:.0f} MiB"
+        )
+    return 0

@@ -1,0 +1,158 @@
+"""A disk cache of frozen image-encoder outputs, per image and per augmented view.
+
+The image encoder never trains, so its outputs for one image under one
+transform are the same in every epoch, method and seed. They are stored in a
+*feature space*: a folder named by a digest of everything that determines
+them (backbone adapter and model id, a SHA-256 of the backbone's weights, the
+transform's description, the precision and device type they were computed
+in, and the library versions), so changing any of these uses another folder
+and never reads stale features. Inside a space, an entry is one image (its
+absolute path, size and modification time) and one view index (0 for the
+deterministic test transform; 0..V-1 for seeded augmented training views),
+stored one safetensors file per field (``pooled``, ``tokens``) so a method
+that needs only the pooled feature never pays for token states. Files are
+written under a temporary name and renamed, so concurrent or killed writers
+never leave half an entry.
+
+Deleting the cache folder is always safe; it is rebuilt on demand.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import weakref
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from bimors import atomic
+from bimors.backbones.base import FrozenCLIP
+from bimors.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+#: Bump when the layout of entries or the seeding of augmented views changes.
+FORMAT = "bimors-feature-cache/1"
+FIELDS = ("pooled", "tokens")
+
+_WEIGHT_DIGESTS: weakref.WeakKeyDictionary[FrozenCLIP, str] = weakref.WeakKeyDictionary()
+
+
+def default_cache_dir() -> Path:
+    """``$BIMORS_CACHE_DIR``, else ``features`` in the user cache of bimors.
+
+    The user cache is ``$BIMORS_CACHE``, ``$XDG_CACHE_HOME/bimors`` or
+    ``~/.cache/bimors`` (where published splits are kept too).
+    """
+    if os.environ.get("BIMORS_CACHE_DIR"):
+        return Path(os.environ["BIMORS_CACHE_DIR"]).expanduser()
+    from bimors.data.published import cache_dir
+
+    return cache_dir() / "features"
+
+
+def weights_digest(backbone: FrozenCLIP) -> str:
+    """SHA-256 of every backbone tensor (names, dtypes, shapes, bytes); memoised per object.
+
+    Hashing is about 1 GB/s, so a ViT-B/16 CLIP costs well under a second, once.
+    """
+    if backbone in _WEIGHT_DIGESTS:
+        return _WEIGHT_DIGESTS[backbone]
+    h = hashlib.sha256()
+    for name, t in sorted(backbone.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    _WEIGHT_DIGESTS[backbone] = h.hexdigest()
+    return _WEIGHT_DIGESTS[backbone]
+
+
+def space_description(
+    backbone: FrozenCLIP, transform: object, precision: str, device: torch.device
+) -> dict[str, str]:
+    """Everything that determines the features of an image: the key of a feature space."""
+    import PIL
+    import torchvision
+
+    return {
+        "format": FORMAT,
+        "backbone": f"{backbone.adapter}:{backbone.model_id}",
+        "backbone_class": type(backbone).__qualname__,
+        "weights_sha256": weights_digest(backbone),
+        "transform": repr(transform),
+        "precision": precision,
+        "device": torch.device(device).type,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "pillow": PIL.__version__,
+    }
+
+
+class FeatureSpace:
+    """The entries of one feature space (a folder under the cache root)."""
+
+    def __init__(self, folder: Path, description: dict[str, str]) -> None:
+        self.folder = folder
+        self.description = description
+
+    @staticmethod
+    def entry_name(image: Path, view: int) -> str:
+        """Name of the entry of ``image`` (path, size and mtime) in ``view``."""
+        try:
+            st = os.stat(image)
+        except FileNotFoundError:
+            raise DataError(
+                f"image {image} does not exist; check the dataset root and split file"
+            ) from None
+        ident = f"{Path(image).resolve()}|{st.st_size}|{st.st_mtime_ns}|{view}"
+        return hashlib.sha256(ident.encode()).hexdigest()[:32]
+
+    def path(self, name: str, field: str) -> Path:
+        return self.folder / name[:2] / f"{name}.{field}.safetensors"
+
+    def has(self, name: str, fields: tuple[str, ...]) -> bool:
+        return all(self.path(name, f).is_file() for f in fields)
+
+    def save(self, name: str, tensors: dict[str, Tensor]) -> None:
+        """Write each field of one entry atomically."""
+        from safetensors.torch import save_file
+
+        key_file = self.folder / "key.json"
+        if not key_file.is_file():
+            atomic.write_json(key_file, self.description)  # for people inspecting the cache
+        for field, value in tensors.items():
+            with atomic.atomic_path(self.path(name, field)) as tmp:
+                save_file({"value": value.detach().cpu().contiguous().clone()}, str(tmp))
+
+    def load(self, name: str, field: str) -> Tensor:
+        """One field of one entry; a missing or unreadable file is a DataError naming it."""
+        from safetensors.torch import load_file
+
+        path = self.path(name, field)
+        try:
+            return load_file(str(path))["value"]
+        except FileNotFoundError:
+            raise DataError(
+                f"feature cache entry {path} disappeared while in use; rerun to rebuild it"
+            ) from None
+        except Exception as err:  # safetensors raises several types for damaged files
+            raise DataError(
+                f"feature cache entry {path} cannot be read ({err}); delete it (or the whole "
+                f"folder {self.folder}) and rerun to rebuild it"
+            ) from None
+
+
+class FeatureCache:
+    """Feature spaces under ``root`` (default :func:`default_cache_dir`)."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+
+    def space(self, description: dict[str, str]) -> FeatureSpace:
+        """The space keyed by ``description`` (see :func:`space_description`)."""
+        digest = hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()
+        return FeatureSpace(self.root / digest[:24], description)

@@ -1,0 +1,1 @@
+"""Performance measurement: the fast path against the reference recipe (``bimors bench``)."""

@@ -1,0 +1,71 @@
+"""``bimors bench`` on a tiny CLIP: the report is complete and the two paths agree.
+
+No timing is asserted (the machine is shared); the real figures come from
+``bimors bench --json`` on ViT-B/16 (see README, Performance).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bimors.cli import main
+from bimors.errors import ConfigError
+from bimors.perf.bench import run_bench
+from bimors.perf.memory import measure_in_subprocess
+from bimors.perf.workload import PATTERNNET_LABEL_ORDER, BenchOptions, class_names
+
+SPLIT_FILE = Path("/work/shared/reference/applenet_splits/patternnet.json")
+
+
+@pytest.mark.parametrize("adapter", ["hf", "open_clip"])
+def test_bench_reports_both_paths_and_they_agree(adapter):
+    opts = BenchOptions(shape="tiny", adapter=adapter, repeats=1, memory=False, precision="fp32")
+    out = run_bench(opts)
+    assert out["max_abs_logit_diff"] <= 1e-4
+    assert out["max_abs_logit_diff_fast_precision"] == out["max_abs_logit_diff"]  # both fp32
+    for key in ("train_speedup", "eval_speedup", "floor_ratio", "fast_train_step_gflop"):
+        assert out[key] > 0, key
+    # the fast path encodes far fewer text tokens than 19 prompts x 77 positions
+    assert (
+        out["fast_path"]["text_tokens_per_image"] < out["reference_path"]["text_tokens_per_image"]
+    )
+    assert out["reference_path"]["text_tokens_per_image"] == 19 * 77
+    assert "not run" in out["fast_path"]["image_features"]
+    assert out["config"]["classnames"] == class_names(19)
+    assert "train_speedup_with_image_encoder" in out
+
+
+def test_bench_cli_prints_one_json_object(capsys):
+    argv = ["bench", "--json", "--backbone", "tiny", "--repeats", "1", "--no-memory"]
+    assert main([*argv, "--classes", "5", "--no-cache", "--precision", "bf16"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["fast_path"]["precision"] == "bf16"
+    assert out["fast_path"]["image_features"] == "image encoder every step"
+    assert len(out["config"]["classnames"]) == 5
+    assert out["max_abs_logit_diff"] <= 1e-4  # measured in float32 whatever the fast precision
+
+
+def test_peak_memory_is_measured_in_a_fresh_process():
+    opts = BenchOptions(shape="tiny", repeats=1, precision="fp32")
+    got = measure_in_subprocess(opts, "reference")
+    assert got["path"] == "reference"
+    assert got["peak_rss_mb"] >= got["peak_rss_mb_after_setup"] > 0
+
+
+def test_bench_options_are_validated():
+    with pytest.raises(ConfigError, match="classes"):
+        BenchOptions(classes=39)
+    with pytest.raises(ConfigError, match="adapter"):
+        BenchOptions(adapter="timm")
+    with pytest.raises(ConfigError, match="batch"):
+        BenchOptions(batch=0)
+
+
+@pytest.mark.skipif(not SPLIT_FILE.is_file(), reason="reference split file not on this machine")
+def test_patternnet_label_order_matches_the_published_split_file():
+    data = json.loads(SPLIT_FILE.read_text())
+    names = {label: name for part in data.values() for _, label, name in part}
+    assert tuple(names[i] for i in range(len(names))) == PATTERNNET_LABEL_ORDER
