@@ -82,6 +82,7 @@ def run_demo(
                 "data.num_workers=0",
                 f"train.seed={seed}",
                 "train.device=cpu",
+                f"features.dir={out / 'features'}",  # everything the demo writes stays in OUT
             ],
         )
         logger.info("demo: training %s", name)
