@@ -86,6 +86,7 @@ def run_grid(
     runs from raw images in one call.
     """
     proto = PROTOCOLS.get(protocol)
+    overrides = overrides or []
     sources = datasets or ([proto.default_source] if proto.default_source else [])
     if not sources:
         raise ConfigError(f"protocol {protocol!r} needs --dataset")
@@ -94,9 +95,7 @@ def run_grid(
     records: list[dict[str, Any]] = []
     for source in sources:
         # split file, seed and exclude list of the config apply to the training dataset
-        first = config_for(
-            methods[0], source, roots(source), seeds[0], config_file, overrides or []
-        )
+        first = config_for(methods[0], source, roots(source), seeds[0], config_file, overrides)
         train_ds = roots.dataset(source, dataset_options(first.data))
         target_ds = [roots.dataset(t) for t in target_names]
         captioned = [m for m in methods if METHODS.get(m).uses_captions]
@@ -109,7 +108,7 @@ def run_grid(
             )
         for method in methods:
             for seed in seeds:
-                cfg = config_for(method, source, roots(source), seed, config_file, overrides or [])
+                cfg = config_for(method, source, roots(source), seed, config_file, overrides)
                 key = (cfg.backbone.adapter, cfg.backbone.model, cfg.backbone.pretrained)
                 if key not in backbones:
                     dist = Dist(cfg.train.device)
