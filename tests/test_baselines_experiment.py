@@ -175,3 +175,14 @@ def test_two_process_prograd_training_completes(tiny_dir, scenes, tmp_path):
     assert [r["split"] for r in _records(out)] == ["base", "new"]
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2]
+
+
+@pytest.mark.slow
+def test_every_sgd_method_stays_in_sync_across_ranks(tiny_dir, scenes, tmp_path):
+    """Two processes train each SGD method with different shards; weights must agree."""
+    from pathlib import Path
+
+    from .test_experiments import _launch
+
+    script = Path(__file__).with_name("ddp_sync_check.py")
+    _launch([str(tiny_dir / "clip-hf"), str(scenes)], tmp_path, 29533, script=script)

@@ -256,8 +256,8 @@ def test_predict_cli_and_api(env, trained_run, capsys):
     assert [p for _, p in got] == pytest.approx([p for _, p in top], abs=1e-5)
 
 
-def _launch(args, tmp_path, port, expect_rc=0):
-    """Run ``bimors ARGS`` in two CPU processes under accelerate (gloo)."""
+def _launch(args, tmp_path, port, expect_rc=0, script=None):
+    """Run ``bimors ARGS`` (or ``python SCRIPT ARGS``) in two CPU processes under accelerate."""
     import os
     import subprocess
     import sys
@@ -265,7 +265,8 @@ def _launch(args, tmp_path, port, expect_rc=0):
     cmd = [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(port), "-m", "bimors", "-q", *args,
+        "--main_process_port", str(port),
+        *([str(script)] if script else ["-m", "bimors", "-q"]), *args,
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
