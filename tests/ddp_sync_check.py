@@ -3,8 +3,11 @@
 Trains every SGD method for one epoch on two processes with the one trainer,
 then compares each rank's trainable weights: DDP must leave them identical,
 whatever a method does outside the wrapped forward (MaPLe's image prompts,
-ProGrad's teacher gradient, BiMoRS's caption projection). Exits non-zero on a
-mismatch, naming the method and the weights.
+ProGrad's teacher gradient, BiMoRS's caption projection). Then a loss that is
+non-finite on one rank only, every other step: with ``nonfinite=skip`` both
+ranks must skip the same steps (a one-sided skip leaves the other rank waiting
+forever in the gradient all-reduce). Exits non-zero on a mismatch, naming the
+method and the weights.
 
 Usage: python ddp_sync_check.py CLIP_DIR SCENES_DIR
 """
@@ -68,10 +71,34 @@ def main(clip_dir: str, scenes: str) -> int:
             failures.append(f"{name}: ranks disagree on {', '.join(differ)}")
         if mine == before:
             failures.append(f"{name}: no trainable weight changed")
+    failures += one_sided_nan(backbone, data, cfg, dist)
     if failures:
         print("\n".join(failures), file=sys.stderr)
         return 1
     return 0
+
+
+def one_sided_nan(backbone, data: TaskData, cfg: TrainConfig, dist: Dist) -> list[str]:
+    torch.manual_seed(0)
+    method = build_method("coop", backbone, data.classnames)
+    plain_loss, calls = method.loss, [0]
+
+    def loss(logits, labels):
+        calls[0] += 1
+        value = plain_loss(logits, labels)
+        return value * float("nan") if dist.rank == 1 and calls[0] % 2 else value
+
+    method.loss = loss  # type: ignore[method-assign]
+    skip = TrainConfig(**{**cfg.__dict__, "nonfinite": "skip"})
+    result = Trainer(method, skip, dist=dist).fit(data)
+    everyone: list[tuple[int, str] | None] = [None] * dist.world_size
+    tdist.all_gather_object(everyone, (result.skipped_steps, str(sorted(digest(method).items()))))
+    skipped = {e[0] for e in everyone}  # type: ignore[index]
+    if len(skipped) != 1 or skipped == {0}:
+        return [f"one-sided non-finite loss: skipped steps per rank {everyone}"]
+    if len({e[1] for e in everyone}) != 1:  # type: ignore[index]
+        return ["one-sided non-finite loss: ranks disagree on the weights"]
+    return []
 
 
 if __name__ == "__main__":

@@ -104,6 +104,18 @@ class Dist:
             return tensor
         return self.accelerator.reduce(tensor.to(self.device), reduction="sum").cpu()
 
+    def all_finite(self, value: torch.Tensor) -> bool:
+        """Whether ``value`` is finite on every process.
+
+        A step skipped (or a run stopped) on one rank only would leave the others
+        waiting in DDP's gradient all-reduce, so the decision is taken together.
+        """
+        finite = bool(torch.isfinite(value).all())
+        if self.world_size == 1:
+            return finite
+        bad = torch.tensor([0.0 if finite else 1.0], device=self.device)
+        return float(self.accelerator.reduce(bad, reduction="sum")) == 0.0
+
     def barrier(self) -> None:
         if self.world_size > 1:
             self.accelerator.wait_for_everyone()

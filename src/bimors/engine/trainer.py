@@ -205,10 +205,11 @@ class Trainer:
             for batch in bar:
                 steps += 1
                 loss, logits, labels = self._step_loss(train, batch)
-                if not torch.isfinite(loss):
+                if not self.dist.all_finite(loss.detach()):
                     if cfg.nonfinite == "stop":
                         raise NonFiniteLossError(
-                            f"loss is {loss.item()} at epoch {epoch + 1}, step {steps}; lower "
+                            f"loss is {loss.item()} (on this or another process) at epoch "
+                            f"{epoch + 1}, step {steps}; lower "
                             "train.lr, use train.precision=fp32, or set train.nonfinite=skip "
                             "to skip such steps"
                         )
