@@ -256,7 +256,7 @@ def test_predict_cli_and_api(env, trained_run, capsys):
     assert [p for _, p in got] == pytest.approx([p for _, p in top], abs=1e-5)
 
 
-def _launch(args, tmp_path, port, expect_rc=0, script=None):
+def _launch(args, tmp_path, port, expect_rc=0, script=None, timeout=300):
     """Run ``bimors ARGS`` (or ``python SCRIPT ARGS``) in two CPU processes under accelerate."""
     import os
     import subprocess
@@ -270,7 +270,7 @@ def _launch(args, tmp_path, port, expect_rc=0, script=None):
     ]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False
+        cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=timeout, check=False
     )
     assert (proc.returncode == 0) == (expect_rc == 0), proc.stderr[-3000:]
     return proc
@@ -317,6 +317,15 @@ def test_two_process_training_completes(env, tmp_path):
     args[args.index("cocoop")] = "coop"
     proc = _launch(args, tmp_path, 29519, expect_rc=1)
     assert "holds method 'cocoop', not 'coop'" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_rank_failing_alone_ends_the_launch(tmp_path):
+    from pathlib import Path
+
+    script = Path(__file__).with_name("ddp_fail_check.py")
+    proc = _launch([], tmp_path, 29520, expect_rc=1, script=script, timeout=120)
+    assert "runs folder /nonexistent/rank-1-fails-alone does not exist" in proc.stderr
 
 
 @pytest.mark.slow

@@ -73,8 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose, args.quiet)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    finished = False
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        finished = True
+        return code
     except BimorsError as err:
         print(f"bimors: error: {err}", file=sys.stderr)
         return 2
@@ -82,15 +85,21 @@ def main(argv: list[str] | None = None) -> int:
         print("bimors: interrupted", file=sys.stderr)
         return 130
     finally:
-        _close_process_group()
+        _close_process_group(wait=finished)
 
 
-def _close_process_group() -> None:
-    """Leave a multi-process group cleanly (gloo aborts at exit otherwise)."""
+def _close_process_group(wait: bool) -> None:
+    """Leave a multi-process group cleanly (gloo aborts at exit otherwise).
+
+    Only a finished command waits for the other processes: a process that
+    failed alone must exit at once, so that the launcher sees the failure and
+    stops the others, instead of waiting at a barrier they never reach.
+    """
     import torch.distributed as td
 
     if td.is_available() and td.is_initialized():
-        td.barrier()
+        if wait:
+            td.barrier()
         td.destroy_process_group()
 
 
