@@ -102,4 +102,7 @@ def one_sided_nan(backbone, data: TaskData, cfg: TrainConfig, dist: Dist) -> lis
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:3]))
+    code = main(*sys.argv[1:3])
+    tdist.barrier()
+    tdist.destroy_process_group()  # gloo may abort at interpreter exit otherwise
+    sys.exit(code)

@@ -309,7 +309,8 @@ def test_two_process_training_completes(env, tmp_path):
         str(out),
         *env["sets"],
     ]
-    _launch(args, tmp_path, 29518)
+    proc = _launch(args, tmp_path, 29518)
+    assert proc.stdout.count("run folder:") == 1  # one process reports
     recs = _records(out)
     assert [r["split"] for r in recs] == ["base", "new"]
     assert (out / "checkpoint.pt").is_file() and not (out / "last.pt").exists()

@@ -55,3 +55,10 @@ def format_record(r: dict) -> str:
         f"{r['method']} {r['dataset']} {r['split']}: {r['accuracy']:.2f}% "
         f"({r['correct']}/{r['total']})"
     )
+
+
+def main_process() -> bool:
+    """Whether this process reports: under ``accelerate launch`` only rank 0 prints."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bimors.cli.common import add_store_args, format_record, pairs, progress_enabled
+from bimors.cli.common import add_store_args, format_record, main_process, pairs, progress_enabled
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
         pairs(args.store, "--store"),
         progress_enabled(),
     )
+    if not main_process():
+        return 0
     for r in records:
         print(format_record(r))
     return 0

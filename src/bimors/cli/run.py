@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bimors.cli.common import add_config_args, add_store_args, pairs, progress_enabled
+from bimors.cli.common import (
+    add_config_args,
+    add_store_args,
+    main_process,
+    pairs,
+    progress_enabled,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -77,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         progress_enabled(),
         args.caption,
     )
+    if not main_process():  # one report per launch
+        return 0
     report = build_report(args.out)
     print(report["markdown"])
     print(f"{len(records)} records from this grid; report written to {args.out / 'report.md'}")

@@ -9,6 +9,7 @@ from bimors.cli.common import (
     add_config_args,
     add_store_args,
     format_record,
+    main_process,
     pairs,
     progress_enabled,
 )
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
         )
     finally:
         stores.close()
+    if not main_process():
+        return 0
     for r in records:
         print(format_record(r))
     print(f"run folder: {args.out}")
