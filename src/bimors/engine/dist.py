@@ -1,7 +1,9 @@
 """Processes and devices through accelerate: one code path for 1 CPU, 1 GPU or N GPUs.
 
-Under ``accelerate launch`` each process trains on its shard of every batch
-and DDP averages gradients of the trainable parameters; evaluation shards the
+Under ``accelerate launch`` each process trains on its own shard of the
+training images (``train.batch_size`` images per process and step, so the
+effective batch grows with the number of processes) and DDP averages the
+gradients of the trainable parameters; evaluation shards the
 images by rank and sums per-class counts across processes, so the accuracy is
 exactly that of one process. Without a launcher everything reduces to a single
 process on the chosen device.
