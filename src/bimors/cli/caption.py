@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bimors.captions.captioner import DEFAULT_CAPTIONER
 from bimors.captions.encoder import DEFAULT_ENCODER
+from bimors.cli.common import main_process, progress_enabled
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -75,13 +76,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-    import os
-
     from bimors.captions.captioner import GenerationSettings
     from bimors.captions.run import caption_dataset
 
-    progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
+    progress = progress_enabled()
     settings = GenerationSettings(
         args.num_beams, args.max_new_tokens, args.early_stopping, args.prompt
     )
@@ -103,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     )
     with store:
         n, dim = len(store), store.dim
-    if os.environ.get("RANK", "0") != "0":  # one report per sharded job
+    if not main_process():  # one report per sharded job
         return 0
     print(f"{n} captions ({dim}-d vectors) in {store.path}")
     print(f"read them: bimors captions show {store.path}")

@@ -112,11 +112,8 @@ class Dist:
         A step skipped (or a run stopped) on one rank only would leave the others
         waiting in DDP's gradient all-reduce, so the decision is taken together.
         """
-        finite = bool(torch.isfinite(value).all())
-        if self.world_size == 1:
-            return finite
-        bad = torch.tensor([0.0 if finite else 1.0], device=self.device)
-        return float(self.accelerator.reduce(bad, reduction="sum")) == 0.0
+        bad = torch.tensor([0.0 if bool(torch.isfinite(value).all()) else 1.0])
+        return float(self.sum(bad)) == 0.0
 
     def barrier(self) -> None:
         if self.world_size > 1:
