@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from bimors.errors import ConfigError
+from bimors.model_loading import dtype_kwargs, load_failure
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +74,6 @@ class GenerationSettings:
         return asdict(self)
 
 
-def load_failure(kind: str, model_id: str, err: Exception) -> ConfigError:
-    """A load error that names the model and the fix, instead of a hub traceback."""
-    return ConfigError(
-        f"cannot load the {kind} {model_id!r} ({type(err).__name__}: {err}); pass a hub id "
-        "(on a machine with internet access or a filled Hugging Face cache) or a local folder "
-        "written by save_pretrained"
-    )
-
-
 class Captioner:
     """Caption PIL images in batches with a frozen transformers model.
 
@@ -122,9 +114,9 @@ class Captioner:
         try:
             processor = AutoProcessor.from_pretrained(model_id, revision=revision)
             model = AutoModelForImageTextToText.from_pretrained(
-                model_id, dtype=dtype, revision=revision
+                model_id, revision=revision, **dtype_kwargs(dtype)
             )
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, ImportError, AttributeError, TypeError) as err:
             raise load_failure("captioner", model_id, err) from err
         model.to(device).eval().requires_grad_(False)
         return cls(model, processor, model_id, settings or GenerationSettings(), revision)
