@@ -182,3 +182,88 @@ def load_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], what:
             "presets and their architectures)"
         )
     model.load_state_dict(state, strict=True)
+
+
+HF_FILE = "hf-file:"
+
+
+def is_remote_weights(ref: str | None) -> bool:
+    """True for weights named by hub file (``hf-file:REPO/PATH``) or URL."""
+    return bool(ref) and (
+        ref.startswith(HF_FILE) or ref.startswith(("https://", "http://", "file://"))
+    )
+
+
+def cache_dir() -> Path:
+    """Where downloaded backbone checkpoints are kept (``$BIMORS_CACHE/backbones``)."""
+    root = os.environ.get("BIMORS_CACHE") or Path.home() / ".cache" / "bimors"
+    return Path(root) / "backbones"
+
+
+def fetch_weights(ref: str) -> Path:
+    """A local checkpoint file for ``hf-file:REPO/PATH`` or a URL (a zip is unpacked).
+
+    Hub files go through the Hugging Face cache (so ``HF_HUB_OFFLINE`` and
+    mirrors work as for every other model); URLs are downloaded once into
+    :func:`cache_dir`, to a partial file renamed when complete, so an
+    interrupted download is never mistaken for a checkpoint.
+    """
+    if ref.startswith(HF_FILE):
+        parts = ref[len(HF_FILE) :].split("/")
+        if len(parts) < 3 or not all(parts):
+            raise ModelLoadError(
+                f"backbone.pretrained={ref!r}: write hub files as hf-file:ORG/REPO/PATH/IN/REPO"
+            )
+        from huggingface_hub import hf_hub_download
+
+        repo, filename = "/".join(parts[:2]), "/".join(parts[2:])
+        try:
+            return Path(hf_hub_download(repo, filename))
+        except Exception as err:  # hub errors have many types; all mean "not available"
+            raise ModelLoadError(
+                f"cannot fetch {filename!r} from the hub repository {repo!r} "
+                f"({type(err).__name__}: {_short(' '.join(str(err).split()), 200)}). Run once on "
+                "a machine with internet access (or unset HF_HUB_OFFLINE), or download the file "
+                "and pass its path as backbone.pretrained"
+            ) from err
+    return _fetch_url(ref)
+
+
+def _fetch_url(url: str) -> Path:
+    import zipfile
+
+    from torch.hub import download_url_to_file
+
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    target = cache_dir() / name
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        try:
+            download_url_to_file(url, str(partial), progress=False)
+        except Exception as err:  # urllib raises many types
+            partial.unlink(missing_ok=True)
+            raise ModelLoadError(
+                f"cannot download {url} ({type(err).__name__}: {_short(str(err), 200)}); on a "
+                "machine without internet access download it elsewhere and pass the file's path "
+                "as backbone.pretrained"
+            ) from err
+        os.replace(partial, target)
+    if not zipfile.is_zipfile(target):
+        return target
+    unpacked = target.with_suffix("")
+    if not unpacked.is_dir():
+        staging = unpacked.with_name(unpacked.name + ".partial")
+        with zipfile.ZipFile(target) as archive:
+            archive.extractall(staging)
+        os.replace(staging, unpacked)
+    found = sorted(
+        p for p in unpacked.rglob("*") if p.suffix in (".pt", ".pth", ".bin", ".safetensors")
+    )
+    if len(found) != 1:
+        raise ModelLoadError(
+            f"{target}: expected one checkpoint file in the archive, found "
+            f"{len(found)} ({', '.join(p.name for p in found[:5]) or 'none'}); pass the one to "
+            "use as backbone.pretrained"
+        )
+    return found[0]

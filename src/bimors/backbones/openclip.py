@@ -23,6 +23,8 @@ from bimors.backbones.blocks import UnsupportedBlocks, open_clip_plain_blocks
 from bimors.backbones.towers import TextTower, VisionTower
 from bimors.model_loading import (
     ModelLoadError,
+    fetch_weights,
+    is_remote_weights,
     load_strict,
     looks_like_path,
     missing_folder,
@@ -35,6 +37,13 @@ OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 FOLDER_CONFIG = "open_clip_config.json"
 FOLDER_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+
+def activation(model) -> str:
+    """``quick_gelu`` or ``gelu``: the text tower's activation, as built."""
+    text = getattr(model, "text", model)
+    act = text.transformer.resblocks[0].mlp.gelu
+    return "quick_gelu" if type(act).__name__ == "QuickGELU" else "gelu"
 
 
 def _quick_gelu_hint(name: str) -> str:
@@ -231,7 +240,9 @@ class OpenCLIP(FrozenCLIP):
             model = cls._create(model_id, None)
             return cls(model.float(), open_clip.get_tokenizer(model_id), model_id)
         checkpoint = None
-        if pretrained and (looks_like_path(pretrained) or Path(pretrained).suffix):
+        if is_remote_weights(pretrained):
+            checkpoint = fetch_weights(pretrained)
+        elif pretrained and (looks_like_path(pretrained) or Path(pretrained).suffix):
             checkpoint = Path(pretrained).expanduser()
             if not checkpoint.is_file():
                 problem = missing_folder("checkpoint", pretrained)
@@ -246,15 +257,26 @@ class OpenCLIP(FrozenCLIP):
                 f"{checkpoint.name} in open_clip architecture {model_id!r}"
                 + _quick_gelu_hint(model_id),
             )
-        return cls(model.float(), open_clip.get_tokenizer(model_id), model_id)
+        tokenizer = open_clip.get_tokenizer(model_id.removesuffix("-quickgelu"))
+        return cls(model.float(), tokenizer, model_id)
 
     @staticmethod
     def _create(name: str, tag: str | None):
-        """``open_clip.create_model`` with its failures as one line."""
+        """``open_clip.create_model`` with QuickGELU made explicit and failures as one line.
+
+        ``NAME-quickgelu`` is built as ``NAME`` with ``force_quick_gelu``, and so
+        are OpenAI's own weights (tag ``openai``): open_clip's ``-quickgelu``
+        configs and its automatic QuickGELU for ``openai`` differ between releases
+        (before 2.23 some configs are missing; from 2.29 ``openai`` on a plain name
+        gives GELU), while ``force_quick_gelu`` means the same in all of them.
+        """
         import open_clip
 
+        arch, quick = name, tag == "openai"
+        if name.endswith("-quickgelu") and not name.startswith("hf-hub:"):
+            arch, quick = name[: -len("-quickgelu")], True
         try:
-            return open_clip.create_model(name, pretrained=tag)
+            model = open_clip.create_model(arch, pretrained=tag, force_quick_gelu=quick)
         except RuntimeError as err:
             text = " ".join(str(err).split())
             if "not found" in text.lower() and "config" in text.lower():
@@ -279,6 +301,9 @@ class OpenCLIP(FrozenCLIP):
                 f"{text[:250]}); on a machine without internet access pass a local folder or "
                 "checkpoint file (backbone.pretrained=PATH)"
             ) from err
+        if quick and activation(model) != "quick_gelu":
+            raise ModelLoadError(f"open_clip built {name!r} without QuickGELU; refusing to run it")
+        return model
 
     def tokenize(self, texts: list[str]) -> Tensor:
         return self.tokenizer(list(texts), context_length=self.context_length).long()
