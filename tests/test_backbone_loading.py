@@ -221,3 +221,43 @@ def test_cli_reports_a_bad_backbone_in_one_line_with_status_2(env, tmp_path, cap
     assert code == 2
     assert len(err.splitlines()) == 1 and "no such file or folder" in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("form", ["hf-folder", "remoteclip-pt"])
+def test_both_checkpoint_forms_train_and_evaluate_through_the_cli(
+    env,  # noqa: F811
+    tiny_dir,
+    tiny_arch,
+    tmp_path,
+    form,
+):
+    """A transformers hub-layout folder and a RemoteCLIP-format state dict: train, eval."""
+    if form == "hf-folder":
+        sets = ["backbone.adapter=hf", f"backbone.model={tiny_dir / 'clip-hf'}"]
+    else:
+        path = _remoteclip_file(tmp_path / "RemoteCLIP-tiny.pt")
+        sets = [
+            "backbone.adapter=open_clip",
+            f"backbone.model={tiny_arch}-quickgelu",
+            f"backbone.pretrained={path}",
+        ]
+    run = tmp_path / "run"
+    extra = [x for s in sets for x in ("--set", s)] + ["--set", "train.epochs=1"]
+    assert _train(env, run, "coop", extra) == 0
+    records = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in records} == {"base", "new"}
+    assert main(["-q", "eval", str(run), "--store", f"synthetic={env['store']}"]) == 0
+    again = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()]
+    assert [r["accuracy"] for r in again] == [r["accuracy"] for r in records]
+
+
+def test_a_library_release_that_cannot_load_is_named(monkeypatch, tiny_dir):
+    import transformers
+
+    def too_old(*_args, **_kwargs):
+        raise TypeError("CLIPModel.__init__() got an unexpected keyword argument 'x'")
+
+    monkeypatch.setattr(transformers.CLIPModel, "from_pretrained", too_old)
+    with pytest.raises(ModelLoadError, match=rf"with transformers {transformers.__version__}") as e:
+        load_backbone("hf", str(tiny_dir / "clip-hf"))
+    assert "pyproject.toml" in str(e.value) and "\n" not in str(e.value)
