@@ -91,6 +91,7 @@ def test_state_dict_checkpoints_load_strictly_with_quickgelu(tiny_arch, tmp_path
     assert activation(bb.model) == "quick_gelu"
     plain = load_backbone("open_clip", tiny_arch, str(path))
     assert activation(plain.model) == "gelu"  # the silent mistake the rule prevents
+    assert (bb.activation, plain.activation) == ("quick_gelu", "gelu")
     ref = build_open_clip(CLIP_SHAPES["tiny"], 0)
     ids = bb.tokenize(["a satellite photo of a harbor."])
     with torch.no_grad():
@@ -246,6 +247,7 @@ def test_both_checkpoint_forms_train_and_evaluate_through_the_cli(
     assert _train(env, run, "coop", extra) == 0
     records = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()]
     assert {r["split"] for r in records} == {"base", "new"}
+    assert {r["backbone_activation"] for r in records} == {"quick_gelu"}
     assert main(["-q", "eval", str(run), "--store", f"synthetic={env['store']}"]) == 0
     again = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()]
     assert [r["accuracy"] for r in again] == [r["accuracy"] for r in records]

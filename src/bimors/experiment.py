@@ -227,6 +227,7 @@ def evaluate_specs(
                 "shots": cfg.data.shots,
                 "classnames": cfg.data.classnames,
                 "backbone": f"{cfg.backbone.adapter}:{cfg.backbone.model}",
+                "backbone_activation": method.backbone.activation,
                 "precision": cfg.train.precision,
                 "image_features": features.describe(method, False),
                 "bimors_version": __version__,

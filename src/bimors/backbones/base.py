@@ -133,6 +133,20 @@ class FrozenCLIP(nn.Module, ABC):
         return super().train(False)
 
     @property
+    def activation(self) -> str:
+        """The text blocks' activation as built (``quick_gelu`` or ``gelu``), for the record.
+
+        A checkpoint trained with QuickGELU runs silently with GELU if built with
+        the wrong architecture; run records carry this so the mistake is visible.
+        """
+        from bimors.backbones.blocks import QuickGELU
+
+        act = self.text_tower.blocks[0].act if self.text_tower.blocks else None
+        if isinstance(act, QuickGELU):
+            return "quick_gelu"
+        return type(act).__name__.lower().replace("activation", "") or "none"
+
+    @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
