@@ -56,7 +56,10 @@ def bimors(*argv: str) -> tuple[int, str]:
     """Run ``bimors ARGV`` in this process: (exit status, stderr)."""
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        code = main(["-q", *argv])
+        try:
+            code = main(["-q", *argv])
+        except SystemExit as exit_:  # argparse refusing an option
+            code = exit_.code if isinstance(exit_.code, int) else 2
     return code, err.getvalue()
 
 

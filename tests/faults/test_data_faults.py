@@ -107,3 +107,27 @@ def test_verify_caps_repeated_lines_and_ends_with_a_summary(tmp_path, capsys):
     assert main([*argv, "--all"]) == 1
     n_missing = sum(len(v) for v in split.values()) - 5 * 9
     assert sum("missing (listed" in ln for ln in capsys.readouterr().out.splitlines()) == n_missing
+
+
+def test_run_caption_fills_stores_with_the_runs_split_and_exclusions(scenes_copy, monkeypatch):
+    import bimors.captions.fill as fill
+    from bimors.experiment import CaptionStores
+    from bimors.run_config import resolve_config
+
+    seen = {}
+
+    class Closed:
+        def close(self):
+            pass
+
+    def fake_caption_dataset(name, root, path, *args, options=None, **kwargs):
+        seen[name] = options
+        return Closed()
+
+    monkeypatch.setattr(fill, "caption_dataset", fake_caption_dataset)
+    first = sorted(build_dataset("synthetic", scenes_copy).split().relpaths())[0]
+    ds = build_dataset("synthetic", scenes_copy, exclude=[first], split_seed=0)
+    cfg = resolve_config("bimors", overrides=[f"data.root={scenes_copy}"])
+    fill.fill_stores(CaptionStores(cfg), [ds], "cpu")
+    assert seen["synthetic"]["exclude"] == [first]
+    assert seen["synthetic"]["check_split"] is True

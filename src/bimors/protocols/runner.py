@@ -19,7 +19,7 @@ from bimors.engine.dist import Dist
 from bimors.errors import ConfigError
 from bimors.experiment import CaptionStores, run_plan
 from bimors.methods import METHODS
-from bimors.preflight import check_config
+from bimors.preflight import check_config, check_writable
 from bimors.protocols.plans import PROTOCOLS
 from bimors.run_config import RunConfig, resolve_config
 
@@ -123,7 +123,8 @@ def run_grid(
         for method in methods:
             for seed in seeds:
                 cell = config_for(method, source, roots(source), seed, config_file, overrides)
-                check_config(cell, run_dir_for(out, protocol, source, method, seed))
+                check_config(cell)
+    check_writable(out, "--out")
     backbones: dict[tuple, FrozenCLIP] = {}
     records: list[dict[str, Any]] = []
     for source in sources:
