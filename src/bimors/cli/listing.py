@@ -20,4 +20,22 @@ def run(args: argparse.Namespace) -> int:
     print("backbones: " + ", ".join(BACKBONES.names()))
     print("datasets:  " + ", ".join(DATASETS.names()))
     print("presets:   " + ", ".join(preset_names()))
+    print()
+    print(backbone_presets_table())
     return 0
+
+
+def backbone_presets_table() -> str:
+    """The backbone presets, one line each: what ``--set backbone.preset=NAME`` loads."""
+    from bimors.backbones.presets import PRESETS
+
+    rows = [("backbone preset", "family", "adapter", "architecture / model", "GELU", "weights")]
+    for p in PRESETS.values():
+        act = "quick" if p.quick_gelu else "plain"
+        rows.append((p.name, p.family, p.adapter, p.model, act, p.pretrained or p.model))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n(select with --set backbone.preset=NAME; README: Backbones)"
