@@ -134,6 +134,7 @@ def umask(work: Path, env: dict) -> str:
         shutil.rmtree(work / "c1-scenes", ignore_errors=True)
         folder = generate_scenes(work / "c1-scenes", per_class=6, size=32, classes=SCENES[:2])
         run = work / "c1-run"
+        shutil.rmtree(run, ignore_errors=True)
         code, err = train(env, folder, run)
         check(code == 0, f"train failed: {err[-300:]}")
     finally:
@@ -161,6 +162,7 @@ def corrupt_images(work: Path, env: dict) -> str:
         data = (root / r).read_bytes()
         (root / r).write_bytes(data[: len(data) // 3])
     run = work / "c2-run"
+    shutil.rmtree(run, ignore_errors=True)
     msg = one_line_error(*train(env, root, run), "7 image(s)", "data.exclude=")
     check(all(r in msg for r in bad), "not every bad file is named")
     check(not (run / "metrics.jsonl").exists(), "it trained anyway")
@@ -179,6 +181,8 @@ def kill_during_eval(work: Path, env: dict) -> str:
 
     root = copy_scenes(env, work / "c3-scenes")
     full, killed = work / "c3-full", work / "c3-killed"
+    for folder in (full, killed):
+        shutil.rmtree(folder, ignore_errors=True)
     check(train(env, root, full)[0] == 0, "uninterrupted run failed")
     real = experiment.evaluate_specs
 
@@ -230,6 +234,7 @@ def empty_eval(work: Path, env: dict) -> str:
     listing = work / "c4-exclude.txt"
     listing.write_text("".join(s.relpath + "\n" for s in test))
     run = work / "c4-run"
+    shutil.rmtree(run, ignore_errors=True)
     msg = one_line_error(*train(env, root, run, "--set", f"data.exclude={listing}"), "no images")
     check(not (run / "results.jsonl").exists(), "a result was written")
     return short(msg)
@@ -304,6 +309,7 @@ def config_values(work: Path, env: dict) -> str:
     check(resolve_config("coop", yml).train.lr == 1e-5, "YAML lr: 1e-5 did not parse")
     root = copy_scenes(env, work / "c7-scenes")
     run = work / "c7-run"
+    shutil.rmtree(run, ignore_errors=True)
     refused = {
         "train.lr=.nan": ("train.lr", "finite"),
         "train.warmup_lr=.inf": ("train.warmup_lr", "finite"),
@@ -397,6 +403,8 @@ def disks(work: Path, env: dict) -> str:
     import bimors.atomic as atomic
 
     root = copy_scenes(env, work / "c9-scenes")
+    for name in ("c9-run", "c9-resume", "c9-fullsim"):  # a rerun of the script starts clean
+        shutil.rmtree(work / name, ignore_errors=True)
     run = work / "c9-run"
     check(train(env, root, run)[0] == 0, "first run failed")
     before = (run / "results.jsonl").read_text()
@@ -422,6 +430,22 @@ def disks(work: Path, env: dict) -> str:
                 os.replace = real_replace
             notes.append("simulated EROFS")
     check((run / "results.jsonl").read_text() == before, "results changed")
+    # the disk fills while eval writes its records: the message carries the results
+    from bimors.engine.rundir import RunDir
+    from bimors.errors import StorageError
+
+    real_add = RunDir.add_records
+
+    def full(self, new):
+        raise StorageError(f"disk full: cannot write {self.results_file}")
+
+    RunDir.add_records = full
+    try:
+        lost = one_line_error(*bimors("eval", str(run), "--device", "cpu"), "disk full", "%")
+    finally:
+        RunDir.add_records = real_add
+    r0 = records(run)[0]
+    check(f"{r0['accuracy']:.2f}%" in lost, f"computed results not in the message: {lost}")
     # a full disk during training: one line, earlier files intact, rerun completes
     with tmpfs(work / "c9-full", "1m") as real:
         full_run = work / "c9-full" / "run"
