@@ -525,7 +525,7 @@ def run_cases(work: Path, only: list[int] | None) -> int:
         try:
             note = fn(work, env)
             print(f"{n:2d} PASS {fn.__name__}: {note}", flush=True)
-        except Exception as err:  # a case that fails must still let the others run
+        except (Exception, SystemExit) as err:  # a failed case must let the others run
             failed += 1
             where = traceback.format_exc(limit=-2).strip().splitlines()[-1]
             print(f"{n:2d} FAIL {fn.__name__}: {err!r} [{where}]", flush=True)
