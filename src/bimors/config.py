@@ -2,13 +2,19 @@
 
 A config file is YAML; ``key.sub=value`` overrides are applied on top (values
 parsed as YAML, so ``train.lr=0.002`` is a float and ``data.seeds=[1,2]`` a
-list). Every field is checked against its type; an unknown field or a bad
-value fails with the dotted name of the field and what is allowed.
+list). Numbers follow YAML 1.2, as people write them: PyYAML implements YAML
+1.1, where ``2e-3`` and ``1e-5`` are strings (1.1 wants ``2.0e-3``), so
+:func:`yaml_load` adds the 1.2 float forms. Every field is checked against its
+type; an unknown field, a bad value or a non-finite number (``.nan``,
+``.inf``: never a sensible learning rate or weight) fails with the dotted name
+of the field and what is allowed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from importlib import resources
@@ -20,6 +26,30 @@ import yaml
 from bimors.errors import ConfigError
 
 T = TypeVar("T")
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 floats (``2e-3``, ``1E5``, ``.5``)."""
+
+
+_FLOAT_12 = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+    |[-+]?\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:float"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text safely, with YAML 1.2 numbers (see the module docstring)."""
+    return yaml.load(text, Loader=_Loader)
 
 
 # -- generic dataclass validation --------------------------------------------------------------
@@ -77,6 +107,8 @@ def _check(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {value!r} is not a finite number; give a finite value")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -127,7 +159,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        node[parts[-1]] = yaml_load(raw) if raw.strip() else ""
     return out
 
 
@@ -145,7 +177,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping, with an error naming the file on failure."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as err:
@@ -166,4 +198,4 @@ def load_preset(name: str) -> dict[str, Any]:
     if name not in preset_names():
         raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(preset_names())}")
     text = (resources.files("bimors") / "configs" / f"{name}.yaml").read_text(encoding="utf-8")
-    return yaml.safe_load(text) or {}
+    return yaml_load(text) or {}

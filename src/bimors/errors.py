@@ -29,3 +29,10 @@ class DataError(BimorsError, ValueError):
 
 class CheckpointError(BimorsError, ValueError):
     """A checkpoint whose keys, shapes or provenance do not match the model."""
+
+
+class StorageError(BimorsError, OSError):
+    """A file that cannot be written: read-only file system, no permission, or a full disk."""
+
+    def __str__(self) -> str:  # OSError formats (errno, strerror); we want the message verbatim
+        return str(self.args[0]) if self.args else ""

@@ -9,8 +9,9 @@ from typing import Any
 from bimors.data import build_dataset, dataset_options
 from bimors.data.base import SceneDataset
 from bimors.engine.dist import Dist
-from bimors.errors import CheckpointError
+from bimors.errors import CheckpointError, DataError, StorageError
 from bimors.experiment import CaptionStores, evaluate_specs, task_data
+from bimors.preflight import check_tasks, check_writable
 from bimors.protocols.base2new import Task, base2new_tasks
 from bimors.protocols.plan import EvalSpec, Plan
 from bimors.trained import TrainedRun
@@ -65,13 +66,32 @@ def evaluate_run(
                 "dataset the run was trained on, or pick another split"
             )
     plan = Plan(meta.get("protocol", "base2new"), dataset, specs[0].task, specs[0].task, specs, {})
+    dist = Dist(str(trained.backbone.device))
+    if dist.is_main:  # before computing anything: the records must have somewhere to go
+        try:
+            check_writable(trained.run.path, "run folder")
+        except StorageError as err:
+            raise StorageError(
+                f"{err}; bimors eval adds its records to the run folder: copy the run folder "
+                "somewhere writable and evaluate the copy"
+            ) from None
+    empty = [f"{spec.dataset.name} {spec.split}" for spec in specs if not spec.task.samples]
+    if empty:
+        raise DataError(
+            f"no images to evaluate on in {', '.join(empty)} (every image excluded?); a result "
+            "over 0 images is no result: choose another split or exclude fewer images"
+        )
+    dist.on_main(
+        lambda: check_tasks(
+            [(spec.dataset, [spec.task]) for spec in specs], cfg.data.dataset if own_data else None
+        )
+    )
     caption_stores = CaptionStores(cfg, stores)
 
     def data(ds, task, train):
         store = caption_stores.get(ds) if trained.method.uses_captions else None
         return task_data(ds, task, trained.backbone, train, store, cfg.data.classnames)
 
-    dist = Dist(str(trained.backbone.device))
     try:
         records = evaluate_specs(cfg, plan, trained.method, data, dist, progress)
     finally:
@@ -80,5 +100,12 @@ def evaluate_run(
         r["train_dataset"] = meta.get("dataset", cfg.data.dataset)
         r["run"] = str(trained.run.path)
     if dist.is_main:
-        trained.run.add_records(records)
+        try:
+            trained.run.add_records(records)
+        except StorageError as err:  # nothing computed is lost: the message carries it
+            measured = "; ".join(
+                f"{r['dataset']} {r['split']} {r['accuracy']:.2f}% ({r['correct']}/{r['total']})"
+                for r in records
+            )
+            raise StorageError(f"{err}; the results were not saved, they are: {measured}") from None
     return records

@@ -29,6 +29,7 @@ from bimors.engine.rundir import RunDir
 from bimors.engine.trainer import Trainer
 from bimors.errors import DataError
 from bimors.methods import METHODS, Method, build_method
+from bimors.preflight import check_plan
 from bimors.protocols.base2new import Task
 from bimors.protocols.plan import Plan
 from bimors.run_config import RunConfig
@@ -68,6 +69,7 @@ class CaptionStores:
             path = self.path(dataset)
             if not path.is_file():
                 make = caption_command(dataset.name, dataset.root, path, self.expect)
+                make += self._data_args(dataset)
                 raise DataError(
                     f"no caption store for {dataset.name} at {path}; make it with: {make} "
                     "(or point to an existing one with --store NAME=FILE)"
@@ -86,6 +88,17 @@ class CaptionStores:
                 raise
             self._open[dataset.name] = store
         return self._open[dataset.name]
+
+    def _data_args(self, dataset: SceneDataset) -> str:
+        """The ``bimors caption`` options that give it the run's split and exclusions."""
+        d = self.cfg.data
+        if dataset.name != d.dataset:
+            return ""
+        args = [f"--exclude {d.exclude}"] if d.exclude else []
+        args += [f"--split-file {d.split_file}"] if d.split_file else []
+        args += [f"--split-seed {d.split_seed}"] if d.split_seed else []
+        args += ["--custom-split"] if not d.check_split else []
+        return "".join(" " + a for a in args)
 
     def close(self) -> None:
         for store in self._open.values():
@@ -134,8 +147,10 @@ def run_plan(
     dist = dist or Dist(cfg.train.device)
     status = dist.on_main(lambda: run.prepare(cfg.to_dict(), meta, overwrite))
     if status == "done":
+        dist.on_main(run.check_finished)
         logger.info("%s is finished; skipping (use --overwrite to rerun)", run.path)
         return run.records()
+    dist.on_main(lambda: check_plan(cfg, plan, progress))
     uses_captions = METHODS.get(cfg.method).uses_captions
     if uses_captions and stores is None:
         raise ValueError(f"method {cfg.method!r} needs caption stores")
@@ -162,9 +177,13 @@ def run_plan(
     )
     features = run_features(cfg, progress)
     start = time.perf_counter()
-    result = Trainer(
+    # last.pt stays until the results are written: a run killed while evaluating
+    # resumes after its last epoch instead of training again from the first
+    trainer = Trainer(
         method, cfg.train, run.path, cfg.to_dict(), cfg.data.num_workers, progress, dist, features
-    ).fit(train, val)
+    )
+    trainer.keep_last = True
+    result = trainer.fit(train, val)
     train_seconds = time.perf_counter() - start
     records = evaluate_specs(cfg, plan, method, data, dist, progress, features)
     for r in records:
@@ -178,7 +197,8 @@ def run_plan(
         )
     if dist.is_main:
         run.add_records(records)
-        run.mark_done()
+        run.mark_done(checkpoint=run.checkpoint.is_file())
+        run.drop_resume_state()
     return records
 
 

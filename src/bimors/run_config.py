@@ -8,6 +8,7 @@ config is saved with every run and checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,6 +58,9 @@ class DataConfig:
     published one, or a seeded one saved beside the images). ``split_seed``:
     seed of a seeded split. ``exclude``: a file of relpaths left out on purpose
     (the dataset's ``excluded`` list is what to save with the run).
+    ``check_split``: false to train on your own ``split_file`` for a dataset
+    with a published split (its SHA-256 pin is then not checked, and the run's
+    ``data.json`` says ``published_split: false``).
     """
 
     dataset: str = "imagefolder"
@@ -67,6 +71,7 @@ class DataConfig:
     split_file: str | None = None
     split_seed: int = 0
     exclude: str | None = None
+    check_split: bool = True  # false: use your own split_file for a published dataset
 
     def __post_init__(self) -> None:
         if self.num_workers < 0:
@@ -112,6 +117,14 @@ class TrainConfig:
             raise ValueError("train.lr must be > 0")
         if not 0 <= self.warmup_epochs < max(self.epochs, 1) + 1:
             raise ValueError("train.warmup_epochs must be between 0 and train.epochs")
+        if not DEVICE.match(self.device):
+            raise ValueError(
+                f"train.device={self.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps"
+            )
+
+
+#: The device names a run accepts (whether the device exists is checked at run time).
+DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclasses.dataclass
@@ -200,11 +213,58 @@ def resolve_config(
     name = method or (user_method or {}).get("name") or "bimors"
     METHODS.get(name)
     base = load_preset(name) if name in preset_names() else {}
+    user_name = (user_method or {}).get("name")
+    if method and user_name and user_name != method:
+        raise ConfigError(
+            f"method.name={user_name!r} (config file or --set) conflicts with --method {method}; "
+            "name the method once"
+        )
     merged = deep_merge(base, user)
     merged = _apply_backbone_preset(merged, user)
     merged.setdefault("method", {})
     merged["method"] = {**merged["method"], "name": name}
-    return RunConfig.from_dict(merged)
+    return absolute_paths(RunConfig.from_dict(merged))
+
+
+def _local(value: str | None) -> str | None:
+    """A model id that names an existing local file or folder, as an absolute path."""
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    return str(path.resolve()) if path.exists() else value
+
+
+def _absolute(value: str | None) -> str | None:
+    return str(Path(value).expanduser().absolute()) if value else value
+
+
+def absolute_paths(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with every path made absolute, so the saved config works from any folder.
+
+    Data paths become absolute as typed (relative to the current folder); a
+    model id becomes an absolute path only when it names something local
+    (``tiny/clip-hf``), so hub ids (``openai/clip-vit-base-patch16``) stay ids.
+    """
+    d, c, b, f = cfg.data, cfg.captions, cfg.backbone, cfg.features
+    return dataclasses.replace(
+        cfg,
+        data=dataclasses.replace(
+            d,
+            root=_absolute(d.root) or "",
+            split_file=_absolute(d.split_file),
+            exclude=_absolute(d.exclude),
+        ),
+        captions=dataclasses.replace(
+            c,
+            store=_absolute(c.store),
+            captioner=_local(c.captioner) or c.captioner,
+            encoder=_local(c.encoder) or c.encoder,
+        ),
+        backbone=dataclasses.replace(
+            b, model=_local(b.model) or b.model, pretrained=_local(b.pretrained)
+        ),
+        features=dataclasses.replace(f, dir=_absolute(f.dir)),
+    )
 
 
 def _apply_backbone_preset(merged: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:

@@ -50,4 +50,10 @@ def fill_stores(
             batch_size=c.batch_size,
             device=device,
             progress=progress,
+            options={  # the split and exclusions the run uses: excluded images are not captioned
+                "split_file": dataset.split_file,
+                "split_seed": dataset.split_seed,
+                "exclude": sorted(dataset.exclude),
+                "check_split": dataset.check_split,
+            },
         ).close()

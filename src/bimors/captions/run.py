@@ -11,6 +11,7 @@ import logging
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -81,11 +82,15 @@ def caption_dataset(
     captioner_revision: str | None = None,
     encoder_revision: str | None = None,
     progress: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> CaptionStore:
     """Caption every image of the registered ``dataset`` under ``root`` into ``store``.
 
     ``store`` defaults to :func:`~bimors.captions.store.default_store_path`;
     ``num_workers`` (image decoding processes) to 4 on CUDA and 0 on CPUs.
+    ``options`` go to the dataset (``exclude``, ``split_file``, ``split_seed``,
+    ``check_split``): excluded images are never captioned, as they are never
+    trained on.
     A store that already holds every image returns at once, without loading
     any model; otherwise the models load and :func:`caption_images` runs.
     """
@@ -94,7 +99,7 @@ def caption_dataset(
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {batch_size}")
     settings = settings or GenerationSettings()
-    data = build_dataset(dataset, root)
+    data = build_dataset(dataset, root, **(options or {}))
     relpaths = dataset_relpaths(data)
     store_path = Path(store) if store else default_store_path(data.root, captioner, encoder)
     state, dev = start_processes(device)

@@ -18,6 +18,7 @@ provenance (see :mod:`bimors.captions.provenance`) is stored once per file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -37,7 +38,7 @@ from bimors.captions.provenance import (
     identity,
     model_ref,
 )
-from bimors.errors import DataError
+from bimors.errors import DataError, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,26 @@ def _slug(model_id: str) -> str:
         tag = hashlib.sha256(ref.encode("utf-8")).hexdigest()[:8]
         ref = f"{Path(ref).name}-{tag}"
     return re.sub(r"[^A-Za-z0-9._-]+", "-", ref.replace("/", "--"))
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """SQLite's write failures as one-line StorageErrors (the last committed batch is kept)."""
+    try:
+        yield
+    except sqlite3.OperationalError as err:
+        text = str(err).lower()
+        if "full" in text:
+            raise StorageError(
+                f"disk full: cannot write caption store {path} ({err}); free some space and "
+                "rerun the same command: it continues after the last committed batch"
+            ) from None
+        if "readonly" in text or "read-only" in text or "unable to open" in text:
+            raise StorageError(
+                f"cannot write caption store {path} ({err}): the folder is read-only or not "
+                "yours; pass --store with a writable location"
+            ) from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -141,6 +162,12 @@ class CaptionStore:
             ) from None
         tmp = path.with_name(f".{path.name}.creating")
         tmp.unlink(missing_ok=True)
+        with _writing(path):
+            CaptionStore._write_schema(tmp, provenance, source)
+        tmp.replace(path)  # the store appears complete or not at all
+
+    @staticmethod
+    def _write_schema(tmp: Path, provenance: Mapping[str, Any], source: Mapping[str, Any]) -> None:
         db = sqlite3.connect(tmp)
         with db:
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
@@ -159,7 +186,6 @@ class CaptionStore:
                 ],
             )
         db.close()
-        tmp.replace(path)  # the store appears complete or not at all
 
     def check(self, expected: Mapping[str, Any], who: str, fix: str) -> None:
         """Raise DataError if the recorded provenance disagrees with ``expected``."""
@@ -197,7 +223,7 @@ class CaptionStore:
                 )
             rows.append((relpath, sha, caption, arr.tobytes()))
         bad = list(failures)
-        with self._db:
+        with _writing(self.path), self._db:
             self._db.executemany("INSERT OR REPLACE INTO captions VALUES (?, ?, ?, ?)", rows)
             self._db.executemany("DELETE FROM failures WHERE relpath = ?", [r[:1] for r in rows])
             self._db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?)", bad)
@@ -217,7 +243,7 @@ class CaptionStore:
             n = len(other) + len(other.failures())
         self._db.execute("ATTACH DATABASE ? AS part", (str(part),))
         try:
-            with self._db:
+            with _writing(self.path), self._db:
                 self._db.execute(
                     "INSERT OR REPLACE INTO main.captions SELECT relpath, sha256, caption, vector "
                     "FROM part.captions"

@@ -67,6 +67,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="image reading/decoding processes (default: 4 on CUDA, 0 on CPUs)",
     )
+    p.add_argument("--exclude", type=Path, help="file of relpaths to leave out (as data.exclude)")
+    p.add_argument("--split-file", type=Path, help="an explicit split file (published format)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of a seeded split (default 0)")
+    p.add_argument(
+        "--custom-split",
+        action="store_true",
+        help="use --split-file for a dataset with a published split without checking its pin",
+    )
     p.add_argument(
         "--verify",
         action="store_true",
@@ -98,6 +106,12 @@ def run(args: argparse.Namespace) -> int:
         captioner_revision=args.captioner_revision,
         encoder_revision=args.encoder_revision,
         progress=progress,
+        options={
+            "exclude": args.exclude,
+            "split_file": args.split_file,
+            "split_seed": args.split_seed,
+            "check_split": not args.custom_split,
+        },
     )
     with store:
         n, dim = len(store), store.dim

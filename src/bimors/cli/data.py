@@ -6,6 +6,9 @@ import argparse
 import logging
 import sys
 
+#: Problems of one kind printed by ``data verify`` before the rest are counted.
+SHOWN = 10
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="list, download and verify datasets")
@@ -34,9 +37,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     vf.add_argument("--split-file", help="an explicit split file (published format)")
     vf.add_argument("--split-seed", type=int, default=0, help="seed of a seeded split")
     vf.add_argument("--exclude", help="file of relpaths to leave out on purpose")
+    vf.add_argument(
+        "--custom-split",
+        action="store_true",
+        help="check --split-file for a dataset with a published split without its SHA-256 pin",
+    )
     vf.add_argument("--no-decode", action="store_true", help="skip decoding the images")
     vf.add_argument("--no-fetch", action="store_true", help="never fetch the published split")
     vf.add_argument("--workers", type=int, default=4, help="decoding threads")
+    vf.add_argument(
+        "--all",
+        dest="show_all",
+        action="store_true",
+        help=f"print every problem (default: the first {SHOWN} of each kind, then a count)",
+    )
     vf.add_argument(
         "--write-exclude", help="write the missing/undecodable images to this exclude file"
     )
@@ -45,6 +59,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def _progress() -> bool:
     return logging.getLogger().getEffectiveLevel() <= logging.INFO and sys.stderr.isatty()
+
+
+def problem_lines(problems: list, shown: int | None) -> list[str]:
+    """Each problem, but at most ``shown`` of one kind, then one line counting the rest.
+
+    A partial copy can miss tens of thousands of files; listing each buries the
+    summary. The kinds (with counts) are repeated at the end, most frequent first.
+    """
+    import re
+    from collections import Counter
+
+    def kind(p) -> str:
+        issue = re.sub(r"\d+", "N", re.sub(r"\([^)]*\)", "(...)", p.issue))
+        return f"{p.severity}: {issue[:60]}"
+
+    seen: Counter[str] = Counter()
+    lines = []
+    for p in problems:
+        seen[kind(p)] += 1
+        if shown is None or seen[kind(p)] <= shown:
+            lines.append(str(p))
+    hidden = {k: n - shown for k, n in seen.items() if shown is not None and n > shown}
+    for k, n in hidden.items():
+        lines.append(f"... and {n} more {k!r} (pass --all to list them, --write-exclude FILE)")
+    if len(seen) > 1 or hidden:
+        lines.append("problems by kind: " + "; ".join(f"{n} x {k}" for k, n in seen.most_common()))
+    return lines
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -121,12 +162,13 @@ def run_verify(args: argparse.Namespace) -> int:
         split_seed=args.split_seed,
         exclude=args.exclude,
         fetch=not args.no_fetch,
+        check_split=not args.custom_split,
     )
     report = verify_dataset(
         ds, decode=not args.no_decode, workers=args.workers, progress=_progress()
     )
-    for problem in report.problems:
-        print(problem)
+    for line in problem_lines(report.problems, None if args.show_all else SHOWN):
+        print(line)
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items()) or "no split"
     print(
         f"{ds.name}: {len(report.errors)} error(s), {len(report.warnings)} warning(s); "

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from bimors.data import dataset_options
     from bimors.engine.dist import Dist
     from bimors.experiment import CaptionStores, run_plan
+    from bimors.preflight import check_config
     from bimors.protocols.plans import PROTOCOLS
     from bimors.protocols.runner import Roots, config_for
 
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_for(
         args.method, args.dataset, Path(args.root), args.seed, args.config, args.overrides
     )
+    check_config(cfg, args.out)  # before any model is loaded
     dist = Dist(cfg.train.device)
     backbone = load_backbone(cfg.backbone.adapter, cfg.backbone.model, cfg.backbone.pretrained).to(
         dist.device

@@ -59,6 +59,8 @@ def dataset_options(data: Any) -> dict[str, Any]:
         value = getattr(data, field, None)
         if value is not None:
             out[field] = value
+    if getattr(data, "check_split", True) is False:
+        out["check_split"] = False
     return out
 
 

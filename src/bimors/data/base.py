@@ -127,7 +127,7 @@ class SceneDataset:
         fetch: bool = True,
         check_split: bool = True,
     ) -> None:
-        self.root = Path(root)
+        self.root = Path(root).expanduser().absolute()  # saved with runs: valid from any folder
         if not self.root.is_dir():
             raise DataError(
                 f"dataset folder {self.root} does not exist; pass --root pointing at the "
@@ -307,7 +307,18 @@ class SceneDataset:
                     len(self.excluded),
                     _preview(self.excluded, 5),
                 )
-            self._split = split.without(self.exclude)
+            kept = split.without(self.exclude)
+            empty = [
+                p for p, n in zip(("train", "val", "test"), kept.counts(), strict=True) if not n
+            ]
+            if empty:
+                raise DataError(
+                    f"{self.name} at {self.root}: the {'/'.join(empty)} part of the split "
+                    f"({self.split_path}) has no images"
+                    + (f" after excluding {len(self.excluded)}" if self.excluded else "")
+                    + "; nothing could be measured on it: exclude fewer images or restore them"
+                )
+            self._split = kept
         return self._split
 
     def provenance(self) -> dict:

@@ -123,7 +123,9 @@ def _checked(path: Path, spec: PublishedSplit, check: bool) -> Path:
             raise DataError(
                 f"split file {path} is not the published {spec.filename} ({problem}). Delete it "
                 "so the published file is used (fetched again if needed), or, to use your own "
-                "split on purpose, pass it as split_file with check_split=False"
+                "split on purpose, pass it with --set data.split_file=FILE --set "
+                "data.check_split=false (bimors train/run), --split-file FILE --custom-split "
+                "(bimors caption, data verify), or split_file=FILE, check_split=False in Python"
             )
     return path
 

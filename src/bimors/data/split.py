@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import json
 from collections import defaultdict
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from bimors import atomic
 from bimors.errors import DataError
@@ -60,6 +60,12 @@ class Split:
                         f"{source}: {p}[{i}] must be [relpath, label, classname], got {row!r}"
                     )
                 relpath, label, name = row
+                problem = outside_root(relpath)
+                if problem:
+                    raise DataError(
+                        f"{source}: {p}[{i}] {relpath!r} {problem}; a split entry must be a "
+                        "path inside the dataset folder, like class/image.jpg: fix the split file"
+                    )
                 if names.setdefault(label, name) != name:
                     raise DataError(
                         f"{source}: label {label} is both {names[label]!r} and {name!r} ({p}[{i}])"
@@ -101,6 +107,24 @@ class Split:
                 f"split file {path} is not valid JSON ({err}); delete or re-fetch it"
             ) from None
         return cls.from_json(data, str(path))
+
+
+def outside_root(relpath: object) -> str | None:
+    """Why ``relpath`` may not name an image of the dataset, or None if it may.
+
+    Checked on the path as written, not on the file system: ``..`` or an
+    absolute path could open any file on the machine (and a valid image
+    outside the root would be trained on silently), whereas a symlinked image
+    folder inside the root is a legitimate way to store a dataset elsewhere.
+    """
+    if not isinstance(relpath, str) or not relpath.strip():
+        return "is not a relative path"
+    text = relpath.replace("\\", "/")
+    if text.startswith("/") or PureWindowsPath(relpath).drive or PurePosixPath(text).is_absolute():
+        return "is an absolute path"
+    if ".." in PurePosixPath(text).parts:
+        return "leaves the dataset folder (it contains '..')"
+    return None
 
 
 def _check_disjoint(parts: dict[str, list[Sample]], source: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from bimors import atomic
 from bimors.data.imagefolder import ImageFolder
 
 logger = logging.getLogger(__name__)
@@ -232,6 +233,7 @@ def generate_scenes(
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
+        atomic.honour_umask(tmp, directory=True)  # mkdtemp makes it 0700: others could not read
         for name in classes:
             (tmp / name).mkdir()
             for i in range(per_class):

@@ -44,6 +44,32 @@ def average_across_processes(tensors: list[torch.Tensor | None]) -> None:
             t.div_(world)
 
 
+def check_device(device: str, field: str = "train.device") -> None:
+    """Refuse, naming ``field``, a device that is no device name or is not on this machine."""
+    from bimors.errors import ConfigError
+
+    if device == "auto":
+        return
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"{field}={device!r} is not a device; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(
+                f"{field}={device!r}: this machine has no CUDA device; use auto or cpu"
+            )
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(
+                f"{field}={device!r}: this machine has {n} CUDA device(s) (0..{n - 1})"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{field}={device!r}: MPS is not available here; use auto or cpu")
+
+
 class Dist:
     """The process group and device of this run.
 
@@ -53,6 +79,7 @@ class Dist:
     """
 
     def __init__(self, device: str = "auto") -> None:
+        check_device(device, "device")
         self.requested = device
 
     @cached_property

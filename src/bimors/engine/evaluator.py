@@ -12,6 +12,7 @@ from bimors.engine.data import TaskData
 from bimors.engine.dist import Dist
 from bimors.engine.features import FeatureSource
 from bimors.engine.precision import autocast
+from bimors.errors import DataError
 from bimors.methods.base import Method
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,11 @@ def evaluate(
     on every batch; a :class:`~bimors.engine.features.CachedFeatures` reuses them).
     """
     features = features if features is not None else FeatureSource()
+    if len(data.images) == 0:
+        raise DataError(
+            "no images to evaluate on (every image of the split is excluded or the split is "
+            "empty): an accuracy of 0 images is no result; exclude fewer images"
+        )
     if method.classnames != data.classnames:
         method.set_classnames(data.classnames)
     method.eval()

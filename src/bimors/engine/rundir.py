@@ -14,12 +14,16 @@ Layout::
 
 An existing directory is reused only for the same version, method and config
 (to resume or skip); anything else is refused unless ``overwrite`` is given,
-so nothing is overwritten by accident.
+so nothing is overwritten by accident. A directory holding no work yet (a
+start that failed before its first epoch: a bad config value, a bad image)
+is not worth protecting and is replaced, so the corrected command just runs.
+A finished run is only skipped when its checkpoint still reads back.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any, Literal
@@ -27,9 +31,15 @@ from typing import Any, Literal
 import yaml
 
 from bimors import __version__, atomic
-from bimors.errors import ConfigError
+from bimors.config import yaml_load
+from bimors.errors import CheckpointError, ConfigError
 
 Status = Literal["new", "resume", "done"]
+
+#: Files that hold work: a folder with none of them is a start that failed early.
+WORK = ("last.pt", "checkpoint.pt", "results.jsonl", "metrics.jsonl")
+
+logger = logging.getLogger(__name__)
 
 #: Config fields that change where or how fast a run goes, never its numbers: a run
 #: may resume on another device, with other loader workers or another cache folder.
@@ -52,7 +62,7 @@ def material(config: dict[str, Any]) -> dict[str, Any]:
 
 class RunDir:
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser().absolute()  # records name it: valid from anywhere
 
     # -- files --------------------------------------------------------------------------------
     @property
@@ -77,7 +87,7 @@ class RunDir:
         return json.loads(self.meta_file.read_text(encoding="utf-8"))
 
     def config(self) -> dict[str, Any]:
-        return yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
+        return yaml_load(self.config_file.read_text(encoding="utf-8"))
 
     # -- lifecycle ----------------------------------------------------------------------------
     def prepare(
@@ -90,6 +100,9 @@ class RunDir:
         """
         if self.path.exists() and any(self.path.iterdir()):
             problem = self._mismatch(config, meta)
+            if problem and not self.has_work() and self.meta_file.is_file():
+                logger.info("%s holds no work yet (%s); starting it afresh", self.path, problem)
+                overwrite = True
             if problem and not overwrite:
                 raise ConfigError(
                     f"run directory {self.path} {problem}; pass --overwrite to replace it, "
@@ -100,8 +113,12 @@ class RunDir:
             elif self.meta().get("status") == "done" and self.results_file.is_file():
                 return "done"
             else:
+                atomic.sweep_stale(self.path)
                 return "resume"
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise (atomic.storage_problem(err, self.path / "meta.json") or err) from None
         atomic.write_text(self.config_file, yaml.safe_dump(config, sort_keys=False))
         atomic.write_json(
             self.meta_file, {**meta, "bimors_version": __version__, "status": "running"}
@@ -128,8 +145,35 @@ class RunDir:
                 return f"was run with a different config ({', '.join(changed)})"
         return None
 
-    def mark_done(self) -> None:
-        atomic.write_json(self.meta_file, {**self.meta(), "status": "done"})
+    def has_work(self) -> bool:
+        """Whether anything was trained or measured here (else a rerun may start afresh)."""
+        return any((self.path / n).exists() for n in WORK)
+
+    def mark_done(self, checkpoint: bool = False) -> None:
+        """Record that the results are written (and whether a ``checkpoint.pt`` belongs)."""
+        atomic.write_json(
+            self.meta_file, {**self.meta(), "status": "done", "checkpoint": checkpoint}
+        )
+
+    def drop_resume_state(self) -> None:
+        """Remove ``last.pt`` once the results it could resume are written."""
+        (self.path / "last.pt").unlink(missing_ok=True)
+
+    def check_finished(self) -> None:
+        """Refuse to skip a finished run whose checkpoint is missing or does not read back."""
+        from bimors.engine.checkpoint import read_checkpoint
+
+        expected = self.meta().get("checkpoint", self.checkpoint.exists())
+        if not expected:
+            return
+        try:
+            read_checkpoint(self.checkpoint)
+        except CheckpointError as err:
+            raise CheckpointError(
+                f"run {self.path} is finished but its model is unusable: {err}; its results "
+                "(results.jsonl) are intact; to train it again pass --overwrite (this replaces "
+                "them), or keep this folder and train into another --out"
+            ) from None
 
     # -- records ------------------------------------------------------------------------------
     def records(self) -> list[dict[str, Any]]:

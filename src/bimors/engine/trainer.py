@@ -101,6 +101,9 @@ class Trainer:
             if params
             else None
         )
+        #: Keep ``last.pt`` after training (the caller removes it once results are
+        #: written, so a kill during evaluation resumes after the last epoch).
+        self.keep_last = False
         self.scaler = grad_scaler(self.device, cfg.precision)
         self.model = self.dist.wrap(method) if params else method
 
@@ -261,7 +264,8 @@ class Trainer:
                 selected_epoch=selected,
                 selection=cfg.selection,
             )
-            (self.out_dir / LAST).unlink(missing_ok=True)
+            if not self.keep_last:
+                (self.out_dir / LAST).unlink(missing_ok=True)
         if getattr(self, "_tb", None) is not None:
             self._tb.close()
         self.dist.barrier()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from bimors.backbones.base import FrozenCLIP
+from bimors.errors import ConfigError
 from bimors.methods.applenet import APPLeNet
 from bimors.methods.base import Method, MethodConfig
 from bimors.methods.bimors import BiMoRS
@@ -61,7 +62,16 @@ def build_method(
     cfg = params if isinstance(params, MethodConfig) else method_config(name, params)
     if names is not None:
         classnames = prompt_names(list(classnames), names)
-    return cls(backbone, classnames, cfg, caption_dim=caption_dim if cls.uses_captions else None)
+    try:
+        return cls(
+            backbone, classnames, cfg, caption_dim=caption_dim if cls.uses_captions else None
+        )
+    except ConfigError:
+        raise
+    except ValueError as err:  # a method option that cannot work with this backbone
+        raise ConfigError(
+            f"method {name!r} cannot be built with its method.* options: {err}"
+        ) from None
 
 
 __all__ = ["METHODS", "Method", "MethodConfig", "build_method", "method_config"]

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from bimors.backbones.base import ImageFeatures
+from bimors.errors import ConfigError
 from bimors.methods.context import ContextConfig, ContextMethod
 from bimors.methods.modules import MetaNet, PreNormCrossAttention
 from bimors.methods.prompting import prompt_logits
@@ -42,6 +43,13 @@ class BiMoRS(ContextMethod):
         super().__init__(backbone, classnames, cfg, caption_dim)
         width = backbone.text_width
         device = backbone.device
+        heads = self.cfg.heads
+        if heads < 1 or width % heads:
+            divisors = [h for h in (1, 2, 4, 8, 16) if width % h == 0]
+            raise ConfigError(
+                f"method.heads={heads}: the cross-attention width {width} (the backbone's text "
+                f"width) must be divisible by it; choose one of {divisors}"
+            )
         self.meta_net = MetaNet(backbone.vision_width, width, self.cfg.meta_reduction).to(device)
         self.caption_proj = nn.Linear(caption_dim, width).to(device)
         if self.cfg.caption_proj == "frozen":

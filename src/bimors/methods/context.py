@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from bimors.backbones.base import FrozenCLIP
+from bimors.errors import ConfigError
 from bimors.methods.base import Method, MethodConfig
 from bimors.methods.prompting import ClassPrompts, init_context
 
@@ -44,8 +45,25 @@ class ContextMethod(Method):
         self.ctx = nn.Parameter(ctx.to(backbone.device))
 
     def initial_context(self, backbone: FrozenCLIP) -> Tensor:
-        """The initial (n_ctx, D) context; methods with another convention override this."""
-        return init_context(backbone, self.cfg.ctx_init, self.cfg.n_ctx)
+        """The initial (n_ctx, D) context; methods with another convention override this.
+
+        ``ctx_init`` fixes the length, so an ``n_ctx`` that disagrees with it is
+        refused: silently using the phrase's length would make a context-length
+        ablation change nothing.
+        """
+        phrase = self.cfg.ctx_init
+        if phrase:
+            n = backbone.count_tokens(phrase.replace("_", " "))
+            if n != self.cfg.n_ctx:
+                raise ConfigError(
+                    f"method.n_ctx={self.cfg.n_ctx} disagrees with method.ctx_init={phrase!r}, "
+                    f"which has {n} token(s) and sets the context length; set "
+                    f"method.n_ctx={n}, or method.ctx_init='' for {self.cfg.n_ctx} random "
+                    "context vectors, or a phrase of that many tokens"
+                )
+        elif self.cfg.n_ctx < 1:
+            raise ConfigError(f"method.n_ctx={self.cfg.n_ctx}: must be >= 1")
+        return init_context(backbone, phrase, self.cfg.n_ctx)
 
     def build_prompts(self, classnames: list[str]) -> ClassPrompts:
         placeholder = " ".join(["X"] * self.n_ctx)

@@ -12,12 +12,14 @@ from typing import Any
 
 from bimors.backbones import load_backbone
 from bimors.backbones.base import FrozenCLIP
+from bimors.config import apply_overrides, load_yaml
 from bimors.data import DATASETS, build_dataset, dataset_options
 from bimors.data.base import SceneDataset
 from bimors.engine.dist import Dist
 from bimors.errors import ConfigError
 from bimors.experiment import CaptionStores, run_plan
 from bimors.methods import METHODS
+from bimors.preflight import check_config, check_writable
 from bimors.protocols.plans import PROTOCOLS
 from bimors.run_config import RunConfig, resolve_config
 
@@ -59,7 +61,32 @@ def config_for(
     config_file: str | Path | None,
     overrides: list[str],
 ) -> RunConfig:
-    """The resolved config of one grid cell: preset <- file <- overrides <- cell values."""
+    """The resolved config of one grid cell: preset <- file <- overrides <- cell values.
+
+    The cell values come from command-line flags; a config file or ``--set``
+    naming another value for the same field is refused rather than silently
+    overridden.
+    """
+    user = apply_overrides(load_yaml(config_file) if config_file else {}, overrides)
+    flags = {
+        ("data", "dataset"): ("--dataset", dataset),
+        ("data", "root"): ("--root", root),
+        ("train", "seed"): ("--seed", seed),
+    }
+    for (section, key), (flag, value) in flags.items():
+        given = (user.get(section) or {}).get(key) if isinstance(user.get(section), dict) else None
+        if given is None or given == "":
+            continue
+        same = (
+            Path(str(given)).expanduser().absolute() == Path(value).expanduser().absolute()
+            if key == "root"
+            else given == value
+        )
+        if not same:
+            raise ConfigError(
+                f"{section}.{key}={given!r} (config file or --set) conflicts with {flag} {value}; "
+                f"give it once, with {flag}"
+            )
     cell = [f"data.dataset={dataset}", f"data.root={root}", f"train.seed={seed}"]
     return resolve_config(method, config_file, [*overrides, *cell])
 
@@ -91,6 +118,13 @@ def run_grid(
     if not sources:
         raise ConfigError(f"protocol {protocol!r} needs --dataset")
     target_names = list(targets) if targets is not None else list(proto.default_targets)
+    # every cell's config is resolved and checked before the first one runs
+    for source in sources:
+        for method in methods:
+            for seed in seeds:
+                cell = config_for(method, source, roots(source), seed, config_file, overrides)
+                check_config(cell)
+    check_writable(out, "--out")
     backbones: dict[tuple, FrozenCLIP] = {}
     records: list[dict[str, Any]] = []
     for source in sources:
