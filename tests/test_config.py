@@ -80,3 +80,13 @@ def test_config_file_errors_name_the_file(tmp_path):
         resolve_config(config_file=bad)
     with pytest.raises(ConfigError, match="does not exist"):
         resolve_config(config_file=tmp_path / "none.yaml")
+
+
+def test_seed_comes_from_set_when_no_seed_flag_is_given(tmp_path):
+    from bimors.errors import ConfigError
+    from bimors.protocols.runner import config_for
+
+    assert config_for("coop", "synthetic", tmp_path, None, None, ["train.seed=5"]).train.seed == 5
+    assert config_for("coop", "synthetic", tmp_path, None, None, []).train.seed == 1
+    with pytest.raises(ConfigError, match="conflicts with --seed 3"):
+        config_for("coop", "synthetic", tmp_path, 3, None, ["train.seed=5"])

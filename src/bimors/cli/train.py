@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--protocol", default="base2new", choices=["base2new", "cross_dataset", "domain_gen"]
     )
     p.add_argument("--targets", nargs="*", default=[], metavar="NAME=DIR", help="transfer targets")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, help="default: train.seed of the config, else 1")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--overwrite", action="store_true")
     add_store_args(p)
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     plan = PROTOCOLS.get(args.protocol).build(
         roots.dataset(args.dataset, dataset_options(cfg.data)),
         cfg.data.shots,
-        args.seed,
+        cfg.train.seed,
         [roots.dataset(t) for t in targets],
     )
     stores = CaptionStores(cfg, pairs(args.store, "--store"))

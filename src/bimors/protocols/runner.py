@@ -57,7 +57,7 @@ def config_for(
     method: str,
     dataset: str,
     root: Path,
-    seed: int,
+    seed: int | None,
     config_file: str | Path | None,
     overrides: list[str],
 ) -> RunConfig:
@@ -65,9 +65,13 @@ def config_for(
 
     The cell values come from command-line flags; a config file or ``--set``
     naming another value for the same field is refused rather than silently
-    overridden.
+    overridden. ``seed=None`` (no ``--seed`` given) takes ``train.seed`` from the
+    file or ``--set``, else 1.
     """
     user = apply_overrides(load_yaml(config_file) if config_file else {}, overrides)
+    if seed is None:
+        train = user.get("train") if isinstance(user.get("train"), dict) else {}
+        seed = 1 if train.get("seed") is None else int(train["seed"])
     flags = {
         ("data", "dataset"): ("--dataset", dataset),
         ("data", "root"): ("--root", root),
