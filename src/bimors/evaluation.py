@@ -9,6 +9,7 @@ from typing import Any
 from bimors.data import build_dataset, dataset_options
 from bimors.data.base import SceneDataset
 from bimors.engine.dist import Dist
+from bimors.engine.tensorboard import log_final_accuracies
 from bimors.errors import CheckpointError
 from bimors.experiment import CaptionStores, evaluate_specs, task_data
 from bimors.protocols.base2new import Task, base2new_tasks
@@ -81,4 +82,5 @@ def evaluate_run(
         r["run"] = str(trained.run.path)
     if dist.is_main:
         trained.run.add_records(records)
+        log_final_accuracies(trained.run.path, records, int(cfg.train.epochs))
     return records
