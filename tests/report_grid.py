@@ -80,9 +80,9 @@ def grid_records(with_linear_probe: bool = True) -> list[dict]:
     return out
 
 
-def write_grid(root: Path) -> Path:
+def write_grid(root: Path, records: list[dict] | None = None) -> Path:
     """One ``results.jsonl`` per run folder, as ``bimors run`` lays them out."""
-    for r in grid_records():
+    for r in grid_records() if records is None else records:
         run = root / r["protocol"] / r["train_dataset"] / r["method"] / f"seed{r['seed']}"
         run.mkdir(parents=True, exist_ok=True)
         with (run / "results.jsonl").open("a", encoding="utf-8") as fh:

@@ -81,7 +81,7 @@ def _ours(table: Table) -> list[Line]:
     return [line for line in table.lines if line.has_ours]
 
 
-def base2new_figure(table: Table, path: str | Path, title: str | None = None) -> Path:
+def draw_base2new(table: Table, title: str | None = None):
     """One panel per dataset (and the average): Base, New and H bars per method."""
     from matplotlib.patches import Patch
 
@@ -108,10 +108,10 @@ def base2new_figure(table: Table, path: str | Path, title: str | None = None) ->
     handles = [Patch(color=METRIC_COLOURS[m], label=METRIC_LABELS[m]) for m in table.metrics]
     _legend(fig, handles + _proxies(plt, table), 6)
     fig.suptitle(title or table.title, fontsize=10)
-    return _save(plt, fig, path)
+    return fig
 
 
-def transfer_figure(table: Table, path: str | Path, title: str | None = None) -> Path:
+def draw_transfer(table: Table, title: str | None = None):
     """Source, targets and their average on the x axis; one bar per method."""
     from matplotlib.patches import Patch
 
@@ -136,11 +136,21 @@ def transfer_figure(table: Table, path: str | Path, title: str | None = None) ->
     ]
     _legend(fig, handles + _proxies(plt, table), 5)
     fig.suptitle(title or table.title, fontsize=10)
-    return _save(plt, fig, path)
+    return fig
+
+
+def draw_figure(table: Table, title: str | None = None):
+    """The matplotlib figure that matches ``table``'s protocol (caller closes or saves it)."""
+    return (
+        draw_base2new(table, title) if table.protocol == "base2new" else draw_transfer(table, title)
+    )
 
 
 def table_figure(table: Table, path: str | Path, title: str | None = None) -> Path:
-    """The figure that matches ``table``'s protocol."""
-    if table.protocol == "base2new":
-        return base2new_figure(table, path, title)
-    return transfer_figure(table, path, title)
+    """:func:`draw_figure` saved as a PNG at ``path``."""
+    return _save(_pyplot(), draw_figure(table, title), path)
+
+
+def base2new_figure(table: Table, path: str | Path, title: str | None = None) -> Path:
+    """The base-to-new figure saved at ``path`` (the demo's plot)."""
+    return _save(_pyplot(), draw_base2new(table, title), path)
