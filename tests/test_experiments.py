@@ -215,16 +215,18 @@ def test_run_grid_report_and_skip(env, tmp_path, capsys):
     for m in ("zeroshot", "coop"):
         for s in (1, 2):
             assert (runs / "base2new" / "synthetic" / m / f"seed{s}" / "results.jsonl").is_file()
-    assert "| coop | synthetic |" in out
+    assert "| CoOp | " in out and "| Method | synthetic Base | synthetic New | synthetic H |" in out
     report = (runs / "report.md").read_text()
     assert "## Base-to-new generalisation" in report
+    assert "2 seeds per cell" in report  # mean ± std over the two seeds
     assert (
         (runs / "report.csv")
         .read_text()
-        .startswith("protocol,method,train_dataset,dataset,split,mean,std,seeds")
+        .startswith("protocol,train_dataset,method,dataset,metric,mean,std,seeds,datasets")
     )
     assert r"\begin{tabular}" in (runs / "report.tex").read_text()
     assert (runs / "base2new.png").is_file()
+    assert (runs / "per_run" / "base2new" / "synthetic" / "coop" / "seed2").is_dir()
     stamp = (
         (runs / "base2new" / "synthetic" / "coop" / "seed1" / "checkpoint.pt").stat().st_mtime_ns
     )
