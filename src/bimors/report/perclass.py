@@ -80,7 +80,7 @@ def confusion_figure(names, matrix, path: Path, title: str) -> Path:
     share = np.divide(100 * counts, rows, out=np.zeros_like(counts), where=rows > 0)
     n = len(names)
     side = min(max(4.0, 1.6 + 0.2 * n), 12.0)
-    fontsize = 7 if n <= 30 else 5
+    fontsize = 7 if n <= 30 else 6
     fig, ax = plt.subplots(figsize=(side + 1.0, side), layout="constrained")
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=100)
     ax.set_xticks(range(n), names, rotation=90, fontsize=fontsize)
