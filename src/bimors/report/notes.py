@@ -39,8 +39,8 @@ def _seed_counts(table: Table) -> str:
     )
     if not counts:
         return ""
-    span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
-    return f"Cells: mean ± sample std over seeds ({span} seeds per cell; one seed has no ±)."
+    span = _plural(counts[0], "seed") if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds"
+    return f"Cells: mean ± sample std over seeds ({span} per cell; one seed has no ±)."
 
 
 def _average_note(table: Table) -> str:
@@ -96,11 +96,12 @@ def _fallback_note(table: Table) -> str:
 
 def table_notes(table: Table) -> list[str]:
     """The footnotes of ``table``, plain text (renderers escape them)."""
+    compared = any(line.has_published for line in table.lines)
     notes = [
         _seed_counts(table),
         _average_note(table),
-        "Bold: the best of our runs in each column (and the best published value in "
-        "published lines).",
+        "Bold: the best of our runs in each column"
+        + (" (and the best published value in published lines)." if compared else "."),
         _published_note(table),
         _fallback_note(table),
     ]
