@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -95,22 +97,19 @@ def test_every_baseline_writes_a_complete_run(runs, hf_backbone, name):
 
 
 def test_report_marks_the_fallback_cells(runs):
+    from bimors.report.names import method_label
+
     report = (runs / "report.md").read_text()
     for name in BASELINES:
-        assert f"| {name} | synthetic |" in report, name
-    (probe,) = [line for line in report.splitlines() if line.startswith("| linear_probe |")]
-    base, new = probe.split("|")[3:5]
+        assert f"| {method_label(name)} | " in report, name
+    (probe,) = [line for line in report.splitlines() if line.startswith("| Linear probe |")]
+    base, new = probe.split("|")[2:4]
     assert new.strip().endswith("†") and not base.strip().endswith("†")
     assert "† scored by a fallback (zeroshot)" in report
-    assert all("†" not in line for line in report.splitlines() if line.startswith("| prograd |"))
-    csv = (runs / "report.csv").read_text().splitlines()
-    assert csv[0].endswith(",seeds,fallback")
-    assert any(line.startswith("base2new,linear_probe,synthetic,synthetic,new,") for line in csv)
-    for line in csv:
-        if line.startswith("base2new,linear_probe,synthetic,synthetic,new,"):
-            assert line.endswith(",zeroshot")
-        if line.startswith("base2new,linear_probe,synthetic,synthetic,base,"):
-            assert line.endswith(",")
+    assert all("†" not in line for line in report.splitlines() if line.startswith("| ProGrad |"))
+    rows = list(csv.DictReader(io.StringIO((runs / "report.csv").read_text())))
+    probe_rows = {r["metric"]: r for r in rows if r["method"] == "linear_probe"}
+    assert probe_rows["new"]["fallback"] == "zeroshot" and probe_rows["base"]["fallback"] == ""
     assert r"$^\dagger$" in (runs / "report.tex").read_text()
 
 

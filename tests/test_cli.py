@@ -66,9 +66,9 @@ def test_demo_writes_results_report_and_plot(tmp_path, capsys):
         assert r["protocol"] == "base2new" and r["dataset"] == "synthetic" and r["seed"] == 1
         assert 0.0 <= r["accuracy"] <= 100.0
     report = (out / "report.md").read_text()
-    assert "| method | dataset | base | new | HM |" in report
-    for m in ("zeroshot", "coop", "cocoop", "bimors"):
-        assert f"| {m} | synthetic |" in report and f"| {m} | synthetic |" in printed
+    assert "| Method | synthetic Base | synthetic New | synthetic H |" in report
+    for m in ("CLIP", "CoOp", "CoCoOp", "BiMoRS"):
+        assert f"| {m} | " in report and f"| {m} | " in printed
     assert "TINY RANDOM-WEIGHT" in printed and "bimors run --protocol base2new" in printed
     with Image.open(out / "base2new.png") as im:
         assert im.format == "PNG" and im.size[0] > 100

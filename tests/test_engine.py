@@ -91,6 +91,27 @@ def test_selection_on_val_restores_the_best_epoch(scenes, hf_backbone, tmp_path)
     assert result.selected_epoch == 1 + accs.index(max(accs))
     assert evaluate(method, val).accuracy == pytest.approx(max(accs))
     assert read_checkpoint(tmp_path / "checkpoint.pt")["selected_epoch"] == result.selected_epoch
+    # TensorBoard shows the validation accuracy of every epoch, as metrics.jsonl does
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    logged = [(e.step, e.value) for e in events.Scalars("val_acc")]
+    assert logged == [(i + 1, pytest.approx(a)) for i, a in enumerate(accs)]
+
+
+def test_evaluator_counts_every_image_in_a_confusion_matrix(scenes, hf_backbone):
+    _, _, test = _tasks(scenes, hf_backbone)
+    method = build_method("zeroshot", hf_backbone, test.classnames)
+    ev = evaluate(method, test)
+    labels = [s.label for s in test.images.samples]
+    n = len(test.classnames)
+    assert len(ev.confusion) == n and all(len(row) == n for row in ev.confusion)
+    # rows are true classes: each row holds exactly the test images of that class
+    assert [sum(row) for row in ev.confusion] == [labels.count(c) for c in range(n)]
+    assert sum(ev.confusion[c][c] for c in range(n)) == ev.correct
+    expected = [100.0 * ev.confusion[c][c] / labels.count(c) for c in range(n)]
+    assert ev.per_class == pytest.approx(expected)
 
 
 def test_nonfinite_loss_stops_naming_the_step_or_is_skipped(scenes, hf_backbone, monkeypatch):

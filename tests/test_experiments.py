@@ -118,6 +118,28 @@ def test_train_writes_a_complete_run_folder(trained_run, isolated_feature_cache)
     assert any(p.name.startswith("events.out.tfevents") for p in (trained_run / "tb").iterdir())
 
 
+def test_records_carry_the_confusion_and_tensorboard_the_final_accuracies(trained_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from bimors.report.aggregate import harmonic_mean
+
+    recs = {r["split"]: r for r in _records(trained_run)}
+    for r in recs.values():
+        conf = r["confusion"]
+        assert len(conf) == len(r["class_names"]) == len(conf[0])
+        assert sum(map(sum, conf)) == r["total"]
+        assert sum(conf[i][i] for i in range(len(conf))) == r["correct"]
+    events = EventAccumulator(str(trained_run / "tb"))
+    events.Reload()
+    final = {tag: events.Scalars(tag)[-1] for tag in events.Tags()["scalars"] if "test/" in tag}
+    assert set(final) == {"test/synthetic/base", "test/synthetic/new", "test/synthetic/hm"}
+    assert final["test/synthetic/base"].value == pytest.approx(recs["base"]["accuracy"])
+    assert final["test/synthetic/new"].value == pytest.approx(recs["new"]["accuracy"])
+    hm = harmonic_mean(recs["base"]["accuracy"], recs["new"]["accuracy"])
+    assert final["test/synthetic/hm"].value == pytest.approx(hm)
+    assert all(e.step == 2 for e in final.values())  # the last of train.epochs=2
+
+
 def test_rerun_skips_and_other_config_is_refused(env, trained_run, capsys):
     before = (trained_run / "results.jsonl").read_text()
     mtime = (trained_run / "checkpoint.pt").stat().st_mtime_ns
@@ -193,16 +215,18 @@ def test_run_grid_report_and_skip(env, tmp_path, capsys):
     for m in ("zeroshot", "coop"):
         for s in (1, 2):
             assert (runs / "base2new" / "synthetic" / m / f"seed{s}" / "results.jsonl").is_file()
-    assert "| coop | synthetic |" in out
+    assert "| CoOp | " in out and "| Method | synthetic Base | synthetic New | synthetic H |" in out
     report = (runs / "report.md").read_text()
     assert "## Base-to-new generalisation" in report
+    assert "2 seeds per cell" in report  # mean ± std over the two seeds
     assert (
         (runs / "report.csv")
         .read_text()
-        .startswith("protocol,method,train_dataset,dataset,split,mean,std,seeds")
+        .startswith("protocol,train_dataset,method,dataset,metric,mean,std,seeds,datasets")
     )
     assert r"\begin{tabular}" in (runs / "report.tex").read_text()
     assert (runs / "base2new.png").is_file()
+    assert (runs / "per_run" / "base2new" / "synthetic" / "coop" / "seed2").is_dir()
     stamp = (
         (runs / "base2new" / "synthetic" / "coop" / "seed1" / "checkpoint.pt").stat().st_mtime_ns
     )

@@ -20,8 +20,9 @@ from bimors.data.synthetic import SyntheticScenes, generate_scenes
 from bimors.experiment import CaptionStores, run_plan
 from bimors.protocols.plans import plan_base2new
 from bimors.report.aggregate import base2new_rows
-from bimors.report.plots import base2new_bars
-from bimors.report.tables import base2new_markdown
+from bimors.report.grid import base2new_table
+from bimors.report.markdown import table_markdown
+from bimors.report.plots import base2new_figure
 from bimors.run_config import resolve_config
 from bimors.tiny import minilm_path, write_all
 
@@ -91,12 +92,12 @@ def run_demo(
         run_dir = out / "runs" / "base2new" / dataset.name / name / f"seed{seed}"
         records += run_plan(cfg, plan, backbone, stores, run_dir, progress=progress)
         stores.close()
-    rows = base2new_rows(records)
-    table = base2new_markdown(rows)
+    grid = base2new_table(base2new_rows(records))
+    table = table_markdown(grid)
     atomic.write_jsonl(out / "results.jsonl", records)
     report = f"# bimors demo: base-to-new on synthetic scenes\n\n{table}\n> {NOTE}"
     atomic.write_text(out / "report.md", report)
-    plot = base2new_bars(rows, out / "base2new.png", "Demo: base-to-new (tiny random models)")
+    plot = base2new_figure(grid, out / "base2new.png", "Demo: base-to-new (tiny random models)")
     return {
         "results": out / "results.jsonl",
         "report": out / "report.md",

@@ -9,6 +9,7 @@ from typing import Any
 from bimors.data import build_dataset, dataset_options
 from bimors.data.base import SceneDataset
 from bimors.engine.dist import Dist
+from bimors.engine.tensorboard import log_final_accuracies
 from bimors.errors import CheckpointError, DataError, StorageError
 from bimors.experiment import CaptionStores, evaluate_specs, task_data
 from bimors.preflight import check_tasks, check_writable
@@ -108,4 +109,5 @@ def evaluate_run(
                 for r in records
             )
             raise StorageError(f"{err}; the results were not saved, they are: {measured}") from None
+        log_final_accuracies(trained.run.path, records, int(cfg.train.epochs))
     return records

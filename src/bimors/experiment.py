@@ -26,6 +26,7 @@ from bimors.engine.dist import Dist
 from bimors.engine.evaluator import evaluate
 from bimors.engine.features import FeatureSource, feature_source
 from bimors.engine.rundir import RunDir
+from bimors.engine.tensorboard import log_final_accuracies
 from bimors.engine.trainer import Trainer
 from bimors.errors import DataError
 from bimors.methods import METHODS, Method, build_method
@@ -197,6 +198,7 @@ def run_plan(
         )
     if dist.is_main:
         run.add_records(records)
+        log_final_accuracies(run.path, records, cfg.train.epochs)
         run.mark_done(checkpoint=run.checkpoint.is_file())
         run.drop_resume_state()
     return records
@@ -246,6 +248,8 @@ def evaluate_specs(
                 "total": ev.total,
                 "shots": cfg.data.shots,
                 "classnames": cfg.data.classnames,
+                "class_names": list(spec.task.classnames),
+                "confusion": ev.confusion,
                 "backbone": f"{cfg.backbone.adapter}:{cfg.backbone.model}",
                 "backbone_activation": method.backbone.activation,
                 "precision": cfg.train.precision,

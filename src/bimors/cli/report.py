@@ -10,14 +10,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="aggregate run records into tables and plots")
     p.add_argument("runs", type=Path, help="folder of run folders (searched recursively)")
     p.add_argument("--out", type=Path, help="where to write the report (default: RUNS)")
+    p.add_argument(
+        "--no-per-run",
+        action="store_true",
+        help="skip the per-run confusion matrices and per-class accuracies (faster)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from bimors.report.build import build_report
 
-    report = build_report(args.runs, args.out)
+    report = build_report(args.runs, args.out, per_run=not args.no_per_run)
     print(report["markdown"])
     for f in report["files"]:
         print(f"wrote {f}")
+    if report["per_run"]:
+        print(f"wrote {len(report['per_run'])} per-run files under {args.out or args.runs}/per_run")
     return 0

@@ -24,6 +24,7 @@ class EvalResult:
     correct: int
     total: int
     per_class: list[float]  # percent, label order
+    confusion: list[list[int]] = dataclasses.field(default_factory=list)  # [true][predicted]
 
     @property
     def macro_accuracy(self) -> float:
@@ -43,7 +44,9 @@ def evaluate(
 ) -> EvalResult:
     """Top-1 accuracy of ``method`` on ``data`` (the method's class set is switched to it).
 
-    With several processes each evaluates a disjoint shard and the per-class
+    The confusion matrix (rows: true class, columns: predicted, label order) is
+    kept because in RS the telling question is which scene classes get confused.
+    With several processes each evaluates a disjoint shard and the confusion
     counts are summed, so the result equals a single-process evaluation.
     ``features`` says where image features come from (default: the image encoder
     on every batch; a :class:`~bimors.engine.features.CachedFeatures` reuses them).
@@ -59,8 +62,7 @@ def evaluate(
     method.eval()
     device = method.backbone.device
     n_cls = len(data.classnames)
-    correct = torch.zeros(n_cls, dtype=torch.long)
-    total = torch.zeros(n_cls, dtype=torch.long)
+    confusion = torch.zeros(n_cls * n_cls, dtype=torch.long)  # true * n_cls + predicted
     loader = features.eval_loader(
         method, data, batch_size, dist, num_workers, device.type == "cuda", precision
     )
@@ -70,13 +72,14 @@ def evaluate(
         with autocast(device, precision):
             logits = method(features.image_features(method, batch, device), caps)
         pred = logits.argmax(dim=-1).cpu()
-        total += torch.bincount(labels, minlength=n_cls)
-        correct += torch.bincount(labels[pred == labels], minlength=n_cls)
+        confusion += torch.bincount(labels * n_cls + pred, minlength=n_cls * n_cls)
     if dist is not None:
-        correct, total = dist.sum(correct), dist.sum(total)
+        confusion = dist.sum(confusion)
+    confusion = confusion.view(n_cls, n_cls)
+    correct, total = confusion.diagonal(), confusion.sum(dim=1)
     n, c = int(total.sum()), int(correct.sum())
     per_class = [
         100.0 * float(a) / float(b) if b else float("nan")
         for a, b in zip(correct, total, strict=True)
     ]
-    return EvalResult(100.0 * c / max(n, 1), c, n, per_class)
+    return EvalResult(100.0 * c / max(n, 1), c, n, per_class, confusion.tolist())

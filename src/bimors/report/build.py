@@ -1,4 +1,10 @@
-"""``bimors report``: gather every run's records under a folder and write all tables and plots."""
+"""``bimors report``: gather every run's records under a folder and write all tables and plots.
+
+Writes ``report.md`` (every table with the published numbers and the
+differences, the notes and the honest-comparison caveats), ``report.csv``
+(every cell), ``report.tex`` (a document pdflatex compiles), one figure per
+table, and per run a confusion matrix and per-class accuracy (``per_run/``).
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from bimors import atomic
-from bimors.report.aggregate import base2new_rows, transfer_rows
-from bimors.report.plots import base2new_bars, transfer_bars
-from bimors.report.tables import (
-    base2new_latex,
-    base2new_markdown,
-    records_csv,
-    transfer_latex,
-    transfer_markdown,
-)
+from bimors.report.aggregate import base2new_rows, latest, transfer_rows
+from bimors.report.csvout import tables_csv
+from bimors.report.grid import Table, base2new_table, transfer_tables
+from bimors.report.latex import latex_document
+from bimors.report.markdown import table_markdown
+from bimors.report.notes import CAVEATS
+from bimors.report.perclass import write_per_run
+from bimors.report.plots import table_figure
 
 logger = logging.getLogger(__name__)
 
-TITLES = {"cross_dataset": "Cross-dataset", "domain_gen": "Domain generalisation"}
+TRANSFER = ("cross_dataset", "domain_gen")
 
 
 def collect_records(root: str | Path) -> list[dict[str, Any]]:
@@ -41,34 +46,50 @@ def collect_records(root: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def build_report(runs: str | Path, out: str | Path | None = None) -> dict[str, Any]:
-    """Write report.md, report.csv, report.tex and PNG plots into ``out`` (default: ``runs``)."""
+def report_tables(records: list[dict[str, Any]]) -> list[Table]:
+    """Table 1 (if base-to-new records exist), then the transfer tables, in the papers' order."""
+    tables = []
+    b2n = base2new_rows(records)
+    if b2n:
+        tables.append(base2new_table(b2n))
+    for protocol in TRANSFER:
+        rows = transfer_rows(records, protocol)
+        if rows:
+            tables += transfer_tables(rows, protocol)
+    return tables
+
+
+def _figure_name(table: Table) -> str:
+    if table.protocol == "base2new":
+        return "base2new.png"
+    return f"{table.protocol}_{table.source}.png"
+
+
+def build_report(
+    runs: str | Path, out: str | Path | None = None, per_run: bool = True
+) -> dict[str, Any]:
+    """Write the report into ``out`` (default: ``runs``); ``per_run``: per-run figures too."""
     records = collect_records(runs)
     out = Path(out or runs)
-    b2n = base2new_rows(records)
-    transfer = {p: transfer_rows(records, p) for p in TITLES}
+    tables = report_tables(records)
     md = ["# Results\n", f"{len(records)} records from {runs}.\n"]
-    tex = []
-    plots = []
-    if b2n:
-        md += ["## Base-to-new generalisation\n", base2new_markdown(b2n, published=True)]
-        tex.append(base2new_latex(b2n))
-        plots.append(
-            base2new_bars([r for r in b2n if r.dataset == "average"] or b2n, out / "base2new.png")
-        )
-    for protocol, rows in transfer.items():
-        if rows:
-            md += [f"## {TITLES[protocol]}\n", transfer_markdown(rows)]
-            tex.append(transfer_latex(rows))
-            plots.append(transfer_bars(rows, out / f"{protocol}.png", TITLES[protocol]))
+    figures = []
+    compared = any(line.has_published for t in tables for line in t.lines)
+    for table in tables:
+        name = _figure_name(table)
+        md += [f"## {table.title}\n", table_markdown(table), f"![{table.title}]({name})\n"]
+        figures.append(table_figure(table, out / name))
+    if compared:
+        md += ["## Reading the comparison\n", CAVEATS + "\n"]
     markdown = "\n".join(md)
     atomic.write_text(out / "report.md", markdown)
-    atomic.write_text(
-        out / "report.csv", records_csv(b2n, [r for rows in transfer.values() for r in rows])
-    )
-    atomic.write_text(out / "report.tex", "\n".join(tex))
+    atomic.write_text(out / "report.csv", tables_csv(tables))
+    atomic.write_text(out / "report.tex", latex_document(tables, [CAVEATS] if compared else []))
+    extra = write_per_run(latest(records), out) if per_run else []
     return {
         "markdown": markdown,
         "records": len(records),
-        "files": [out / "report.md", out / "report.csv", out / "report.tex", *plots],
+        "tables": tables,
+        "files": [out / "report.md", out / "report.csv", out / "report.tex", *figures],
+        "per_run": extra,
     }
