@@ -90,6 +90,11 @@ class SceneDataset:
         fetch: allow fetching a published split file from the network.
         check_split: check a published split against its SHA-256 pin; turn off
             only to use your own split file on purpose.
+        exclude_shared: the exclude list is shared by every dataset of a run
+            (source and transfer targets): entries not in this dataset's
+            split belong to another one and are ignored here; the caller
+            checks that each entry matched some dataset
+            (:func:`bimors.data.check_exclusions`).
     """
 
     name: ClassVar[str] = ""
@@ -108,6 +113,7 @@ class SceneDataset:
         exclude: str | os.PathLike[str] | Iterable[str] | None = None,
         fetch: bool = True,
         check_split: bool = True,
+        exclude_shared: bool = False,
     ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
@@ -122,6 +128,7 @@ class SceneDataset:
         self.fetch = fetch
         self.check_split = check_split
         self.exclude = read_exclude(exclude)
+        self.exclude_shared = exclude_shared
         #: Relpaths left out on purpose (set by :meth:`split`); save it with the run.
         self.excluded: list[str] = []
         #: The split file actually used (set by :meth:`split`).
@@ -275,6 +282,8 @@ class SceneDataset:
                     f"{self.info.title or self.name} folder ({self.info.layout}); restore the "
                     "files, or exclude them explicitly (exclude=<file listing them>)"
                 )
+            if self.exclude_shared:  # the other entries are other datasets' images
+                self.exclude = self.exclude & split.relpaths()
             unknown = sorted(self.exclude - split.relpaths())
             if unknown:
                 raise DataError(
