@@ -37,6 +37,24 @@ IDENTITY_KEYS = (
 )
 
 
+#: Generation fields added after stores were first written, with the value every older
+#: store was made with (the budget was max_new_tokens, the image went in unchanged).
+LEGACY_GENERATION: dict[str, Any] = {"max_length": None, "preprocess": "none"}
+
+
+def with_legacy_defaults(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """``provenance`` with the generation fields an older store lacks filled in.
+
+    A store written before ``max_length`` and ``preprocess`` existed was made
+    without either, so it keeps matching a config that asks for neither.
+    """
+    out = dict(provenance)
+    generation = out.get("generation")
+    if isinstance(generation, Mapping):
+        out["generation"] = {**LEGACY_GENERATION, **generation}
+    return out
+
+
 def model_ref(model_id: str) -> str:
     """A hub id as given; a local folder as its absolute path (so the cwd never matters)."""
     path = Path(model_id).expanduser()
@@ -106,18 +124,25 @@ def expected_provenance(
     num_beams: int | None = None,
     max_new_tokens: int | None = None,
     dim: int | None = None,
+    generation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The fields a training config pins, for :meth:`CaptionStore.vectors` ``expect``."""
+    """The fields a training config pins, for :meth:`CaptionStore.vectors` ``expect``.
+
+    ``generation`` (e.g. :meth:`bimors.run_config.CaptionConfig.expected_generation`)
+    pins every generation field it names, None values included; without it
+    only ``num_beams`` and ``max_new_tokens`` are pinned where given.
+    """
     out: dict[str, Any] = {}
     if captioner is not None:
         out["captioner"] = model_ref(captioner)
     if encoder is not None:
         out["encoder"] = model_ref(encoder)
-    generation = {
-        k: v
-        for k, v in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens))
-        if v is not None
-    }
+    if generation is None:
+        generation = {
+            k: v
+            for k, v in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens))
+            if v is not None
+        }
     if generation:
         out["generation"] = generation
     if dim is not None:
@@ -159,9 +184,13 @@ def caption_command(
         args += ["--dtype", prov["captioner_dtype"]]
     defaults = GenerationSettings().as_dict()
     gen = prov.get("generation", {})
+    if gen.get("max_length") is not None:
+        args += ["--max-length", str(gen["max_length"])]
     for key, flag in (("num_beams", "--num-beams"), ("max_new_tokens", "--max-new-tokens")):
-        if key in gen and gen[key] != defaults[key]:
+        if gen.get(key) is not None and gen[key] != defaults[key]:
             args += [flag, str(gen[key])]
+    if gen.get("preprocess", "none") != "none":
+        args += ["--preprocess", gen["preprocess"]]
     if gen.get("prompt"):
         args += ["--prompt", gen["prompt"]]
     if "early_stopping" in gen and gen["early_stopping"] != defaults["early_stopping"]:

@@ -55,6 +55,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-new-tokens", type=int, default=16, help="caption length limit (default: 16)"
     )
+    p.add_argument(
+        "--max-length",
+        type=int,
+        help="budget as transformers' max_length instead of --max-new-tokens (the official "
+        "script: 16, i.e. 15 new tokens for BLIP-2 FLAN-T5)",
+    )
+    p.add_argument(
+        "--preprocess",
+        default="none",
+        choices=["none", "official"],
+        help="official: resize to 224x224 and stretch intensities first, as the official "
+        "gen_caption.py (default: none)",
+    )
     p.add_argument("--prompt", help="text prefix for captioners that take one (default: none)")
     p.add_argument(
         "--no-early-stopping",
@@ -81,7 +94,12 @@ def run(args: argparse.Namespace) -> int:
 
     progress = progress_enabled()
     settings = GenerationSettings(
-        args.num_beams, args.max_new_tokens, args.early_stopping, args.prompt
+        args.num_beams,
+        None if args.max_length is not None else args.max_new_tokens,
+        args.early_stopping,
+        args.prompt,
+        max_length=args.max_length,
+        preprocess=args.preprocess,
     )
     store = caption_dataset(
         args.dataset,
