@@ -87,7 +87,7 @@ def check_exclusions(exclude: Any, datasets: list[SceneDataset]) -> None:
     taken: set[str] = set()
     for ds in datasets:
         ds.split()
-        taken |= set(ds.excluded)
+        taken |= set(ds.excluded) | {f"{ds.name}:{r}" for r in ds.excluded}
     unknown = sorted(wanted - taken)
     if unknown:
         names = ", ".join(ds.name for ds in datasets)

@@ -66,6 +66,25 @@ def read_exclude(exclude: str | os.PathLike[str] | Iterable[str] | None) -> set[
     return {str(x) for x in exclude}
 
 
+def scope_exclusions(entries: set[str], dataset: str) -> set[str]:
+    """The entries of an exclude list that concern ``dataset``.
+
+    ``NAME:relpath`` names an image of dataset ``NAME`` only (one list can
+    then serve a source and targets whose relpaths coincide, e.g.
+    ``airport/airport_1.jpg``); a plain ``relpath`` concerns every dataset
+    that has it.
+    """
+    out = set()
+    for entry in entries:
+        prefix, sep, rest = entry.partition(":")
+        if sep and prefix and "/" not in prefix:
+            if prefix == dataset:
+                out.add(rest)
+        else:
+            out.add(entry)
+    return out
+
+
 def _preview(items: list[str], n: int = 10) -> str:
     more = f" ... and {len(items) - n} more" if len(items) > n else ""
     return ", ".join(items[:n]) + more
@@ -86,7 +105,8 @@ class SceneDataset:
         root: the dataset folder.
         split_file: an explicit split file (published format).
         split_seed: seed of a seeded split (datasets without a published split).
-        exclude: relpaths to leave out on purpose: a file or a list.
+        exclude: relpaths to leave out on purpose: a file or a list (an entry
+            ``NAME:relpath`` concerns dataset ``NAME`` only).
         fetch: allow fetching a published split file from the network.
         check_split: check a published split against its SHA-256 pin; turn off
             only to use your own split file on purpose.
@@ -127,7 +147,7 @@ class SceneDataset:
         self.split_seed = split_seed
         self.fetch = fetch
         self.check_split = check_split
-        self.exclude = read_exclude(exclude)
+        self.exclude = scope_exclusions(read_exclude(exclude), self.name)
         self.exclude_shared = exclude_shared
         #: Relpaths left out on purpose (set by :meth:`split`); save it with the run.
         self.excluded: list[str] = []

@@ -72,10 +72,14 @@ def build_datasets(
     """The training dataset and the transfer targets, each with the run's data options.
 
     The targets get the run's seeded-split seed and exclude list (not its
-    ``split_file``, which is the training dataset's); every entry of the
-    exclude list must belong to one of them.
+    ``split_file``, which is the training dataset's). With targets, the one
+    exclude list is shared: each dataset takes the entries it has (``NAME:``
+    scopes an entry to one dataset), and every entry must belong to one.
     """
-    train_ds = roots.dataset(source, dataset_options(cfg.data))
+    options = dataset_options(cfg.data)
+    if targets and "exclude" in options:  # one list for all: each takes its own entries
+        options["exclude_shared"] = True
+    train_ds = roots.dataset(source, options)
     target_ds = [roots.dataset(t, dataset_options(cfg.data, target=True)) for t in targets]
     check_exclusions(cfg.data.exclude, [train_ds, *target_ds])
     return train_ds, target_ds
