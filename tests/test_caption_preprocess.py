@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from bimors.captions.captioner import Captioner, GenerationSettings
+from bimors.captions.captioner import OFFICIAL_SETTINGS, Captioner, GenerationSettings
 from bimors.captions.preprocess import official_preprocess, preprocessor
 from bimors.captions.provenance import caption_command, expected_provenance
 from bimors.captions.store import CaptionStore
@@ -175,7 +175,13 @@ def test_store_provenance_tells_official_from_plain_captions(tmp_path):
         new.check(_expect(CaptionConfig()), "the run config", "fix")
     new.close()
     # the command that makes such a store asks for the official settings
+    # the command that makes such a store: the CLI defaults are the official settings
     args = shlex.split(caption_command("patternnet", tmp_path, None, _expect(official)))
-    assert args[args.index("--max-length") + 1] == "16"
-    assert args[args.index("--preprocess") + 1] == "official"
-    assert "--max-new-tokens" not in args
+    assert not {"--max-length", "--max-new-tokens", "--preprocess"} & set(args)
+    assert resolve_config("bimors").captions.generation() == OFFICIAL_SETTINGS
+    plain = shlex.split(caption_command("patternnet", tmp_path, None, _expect(CaptionConfig())))
+    assert plain[plain.index("--max-new-tokens") + 1] == "16"
+    assert plain[plain.index("--preprocess") + 1] == "none"
+    other = {**official.expected_generation(), "max_length": 20}
+    args = shlex.split(caption_command("p", tmp_path, None, {"generation": other}))
+    assert args[args.index("--max-length") + 1] == "20"

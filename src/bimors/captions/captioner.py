@@ -98,6 +98,11 @@ class GenerationSettings:
         return asdict(self)
 
 
+#: The official ``gen_caption.py``'s settings: what the BiMoRS preset asks for and what
+#: ``bimors caption`` makes unless told otherwise.
+OFFICIAL_SETTINGS = GenerationSettings(max_new_tokens=None, max_length=16, preprocess="official")
+
+
 def load_failure(kind: str, model_id: str, err: Exception) -> ConfigError:
     """A load error that names the model and the fix, instead of a hub traceback."""
     return ConfigError(

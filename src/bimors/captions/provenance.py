@@ -161,7 +161,7 @@ def caption_command(
     Options equal to the CLI defaults are left out, and ``--store`` only when
     the store sits at its default location, so the command stays short.
     """
-    from bimors.captions.captioner import DEFAULT_CAPTIONER, GenerationSettings
+    from bimors.captions.captioner import DEFAULT_CAPTIONER, OFFICIAL_SETTINGS
     from bimors.captions.encoder import DEFAULT_ENCODER
     from bimors.captions.store import default_store_path
 
@@ -182,15 +182,17 @@ def caption_command(
         args += ["--encoder-revision", prov["encoder_revision"]]
     if prov.get("captioner_dtype"):
         args += ["--dtype", prov["captioner_dtype"]]
-    defaults = GenerationSettings().as_dict()
+    defaults = OFFICIAL_SETTINGS.as_dict()  # the CLI's defaults
     gen = prov.get("generation", {})
-    if gen.get("max_length") is not None:
+    if gen.get("max_new_tokens") is not None:
+        args += ["--max-new-tokens", str(gen["max_new_tokens"])]
+    elif gen.get("max_length") not in (None, defaults["max_length"]):
         args += ["--max-length", str(gen["max_length"])]
-    for key, flag in (("num_beams", "--num-beams"), ("max_new_tokens", "--max-new-tokens")):
-        if gen.get(key) is not None and gen[key] != defaults[key]:
-            args += [flag, str(gen[key])]
-    if gen.get("preprocess", "none") != "none":
-        args += ["--preprocess", gen["preprocess"]]
+    if "num_beams" in gen and gen["num_beams"] != defaults["num_beams"]:
+        args += ["--num-beams", str(gen["num_beams"])]
+    preprocess = gen.get("preprocess", "none") if gen else defaults["preprocess"]  # legacy: none
+    if preprocess != defaults["preprocess"]:
+        args += ["--preprocess", preprocess]
     if gen.get("prompt"):
         args += ["--prompt", gen["prompt"]]
     if "early_stopping" in gen and gen["early_stopping"] != defaults["early_stopping"]:
