@@ -12,38 +12,43 @@ TOL = dict(atol=1e-5, rtol=1e-5)
 
 
 def _library_vision(bb, pixels):
-    """(raw projected feature, last block tokens, per-block outputs) from the library itself."""
+    """(raw projected feature, last block tokens, per-block outputs) from the library itself.
+
+    Uses only what every supported release has: transformers' ``output_hidden_states``
+    and open_clip's public ``visual`` forward with hooks on its blocks.
+    """
     if isinstance(bb, HFCLIP):
         out = bb.model.vision_model(pixel_values=pixels, output_hidden_states=True)
         raw = bb.model.visual_projection(out.pooler_output)
         return raw, out.last_hidden_state, list(out.hidden_states[1:])
-    visual = bb.model.visual
-    out = visual.forward_intermediates(pixels, output_fmt="NLC", output_extra_tokens=True)
-    blocks = [
-        torch.cat([cls, patches], dim=1)
-        for cls, patches in zip(
-            out["image_intermediates_prefix"], out["image_intermediates"], strict=True
-        )
+    visual, blocks = bb.model.visual, []
+    handles = [
+        r.register_forward_hook(lambda _m, _i, out: blocks.append(out))
+        for r in visual.transformer.resblocks
     ]
-    return out["image_features"], blocks[-1], blocks
-
-
-def _block0(bb, text: bool):
-    """The library's first text or vision block (to capture its output with a hook)."""
-    if isinstance(bb, HFCLIP):
-        tower = bb.model.text_model if text else bb.model.vision_model
-        return tower.encoder.layers[0]
-    return (bb.model.transformer if text else bb.model.visual.transformer).resblocks[0]
-
-
-def _capture(module, inputs_fn):
-    seen = []
-    handle = module.register_forward_hook(lambda _m, _i, out: seen.append(out.detach().clone()))
     try:
-        result = inputs_fn()
+        raw = visual(pixels)
     finally:
-        handle.remove()
-    return result, seen[0]
+        for h in handles:
+            h.remove()
+    if blocks[0].shape[0] != pixels.shape[0]:  # sequence-first transformers (older open_clip)
+        blocks = [b.transpose(0, 1) for b in blocks]
+    return raw, blocks[-1], blocks
+
+
+def _first_block_output(bb, text: bool, inputs, prompts=None):
+    """What block 0 gives in the project's layer-wise path (the slots deep prompts replace)."""
+    from bimors.backbones.blocks import causal_allowed, run_block
+
+    if text:
+        tower = bb.text_tower
+        x = tower.embed(inputs)
+        return run_block(tower.blocks[0], x, causal_allowed(x.shape[1], x.device), x.dtype)
+    tower = bb.vision_tower
+    x = tower.embed(inputs)
+    x = torch.cat([x, prompts.unsqueeze(0).expand(x.shape[0], -1, -1)], dim=1)
+    x = tower.ln_pre(x)
+    return run_block(tower.blocks[0], x, None, x.dtype)
 
 
 def test_layerwise_image_path_equals_library_forward(backbone):
@@ -78,7 +83,8 @@ def test_deep_text_prompts_replace_exactly_their_slots(backbone):
     eos = backbone.eos_positions(ids)
     with torch.no_grad():
         embeds = backbone.embed_tokens(ids)[:, :8]
-        plain, h0 = _capture(_block0(backbone, True), lambda: backbone.encode_prompts(embeds, eos))
+        plain = backbone.encode_prompts(embeds, eos)
+        h0 = _first_block_output(backbone, True, embeds)
         same = backbone.encode_prompts_deep(embeds, eos, [h0[0, 1:4]])
         other = backbone.encode_prompts_deep(embeds, eos, [torch.randn_like(h0[0, 1:4])])
         shifted = backbone.encode_prompts_deep(embeds, eos, [h0[0, 1:4]], start=2)
@@ -92,9 +98,8 @@ def test_visual_prompts_enter_before_ln_pre_and_deep_ones_replace_them(backbone)
     prompts = torch.randn(2, backbone.vision_width, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         plain = backbone.encode_image_deep(pixels)
-        prompted, h0 = _capture(
-            _block0(backbone, False), lambda: backbone.encode_image_deep(pixels, prompts)
-        )
+        prompted = backbone.encode_image_deep(pixels, prompts)
+        h0 = _first_block_output(backbone, False, pixels, prompts)
         same = backbone.encode_image_deep(pixels, prompts, [h0[0, -2:]])
         other = backbone.encode_image_deep(pixels, prompts, [torch.randn_like(h0[0, -2:])])
     assert prompted.tokens.shape == plain.tokens.shape  # prompt tokens are not returned

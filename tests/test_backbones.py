@@ -9,6 +9,7 @@ from bimors.backbones import BACKBONES, load_backbone
 from bimors.backbones.hf_clip import HFCLIP
 from bimors.backbones.openclip import OpenCLIP
 from bimors.errors import UnknownNameError
+from bimors.model_loading import ModelLoadError
 from bimors.tiny import CLIP_SHAPES, build_hf_clip, build_open_clip
 
 
@@ -120,5 +121,5 @@ def test_unknown_backbone_lists_valid_names():
 
 
 def test_open_clip_folder_without_config_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"open_clip_config\.json"):
+    with pytest.raises(ModelLoadError, match=r"has no open_clip_config\.json"):
         load_backbone("open_clip", str(tmp_path))

@@ -245,6 +245,8 @@ def test_predict_cli_and_api(env, trained_run, capsys):
     images = sorted((env["scenes"] / "river").glob("*.png"))[:2]
     assert main(["-q", "predict", str(trained_run), *map(str, images), "--topk", "2"]) == 0
     out = capsys.readouterr().out.splitlines()
+    assert out[0] == "prompt names (reference): river, forest, runway"
+    out = out[1:]
     assert out[0] == str(images[0]) and len(out) == 6
     assert out[1].strip().endswith(("river", "forest", "runway"))
     predictor = Predictor.from_run(trained_run, device="cpu")

@@ -164,14 +164,17 @@ def test_bf16_autocast_stays_close_to_float32(backbone, name):
     assert (low - ref).abs().max() < 0.05 * ref.abs().max() + 0.05
 
 
-def test_packed_library_fallback_equals_reference(backbone, monkeypatch):
-    """Text blocks of an unrecognised structure go through the library's own encoder."""
-    prompts = ClassPrompts(backbone, [f"X X {n}." for n in CLASSNAMES], 2)
-    ctx = _ctx_variants(backbone, 2)["per_image"]
-    monkeypatch.setattr(backbone, "_plain_blocks", None, raising=False)
-    with torch.no_grad():
-        fallback = prompts.encode(backbone, ctx)
-        torch.testing.assert_close(fallback, prompts.encode_reference(backbone, ctx), **TOL)
+def test_blocks_of_another_structure_are_refused_at_load(hf_backbone):
+    """No silent fallback: a tower that is not CLIP's plain block stack fails with the reason."""
+    import copy
+
+    from bimors.backbones.hf_clip import HFCLIP
+    from bimors.model_loading import ModelLoadError
+
+    model = copy.deepcopy(hf_backbone.model)
+    del model.text_model.encoder.layers[1].mlp.fc2
+    with pytest.raises(ModelLoadError, match=r"layer 1 \(CLIPEncoderLayer\) lacks fc2"):
+        HFCLIP(model, hf_backbone.tokenizer, hf_backbone.preprocess, "edited")
 
 
 def test_cached_low_precision_weights_follow_weight_changes(hf_backbone):
@@ -182,7 +185,7 @@ def test_cached_low_precision_weights_follow_weight_changes(hf_backbone):
     ctx = _ctx_variants(bb, 2)["per_image"]
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         before = prompts.encode(bb, ctx).float()
-        assert bb._plain_blocks[0].weights(torch.bfloat16)[0][0].dtype == torch.bfloat16
+        assert bb.text_tower.blocks[0].weights(torch.bfloat16)[0][0].dtype == torch.bfloat16
         bb.model.text_model.encoder.layers[0].mlp.fc1.weight.mul_(3.0)  # e.g. a reloaded model
         after = prompts.encode(bb, ctx).float()
         ref = prompts.encode_reference(bb, ctx).float()

@@ -165,6 +165,7 @@ def run_plan(
         train.classnames,
         cfg.method_params,
         stores.get(plan.train_dataset).dim if uses_captions else None,
+        names=None,  # the dataset already applied cfg.data.classnames
     )
     features = run_features(cfg, progress)
     start = time.perf_counter()

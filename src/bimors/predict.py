@@ -48,8 +48,10 @@ class Predictor:
     ) -> None:
         self.trained = trained
         self.method = trained.method
+        #: The names predictions are reported with (the run's, or those given).
+        self.labels = list(classnames) if classnames else list(trained.classnames)
         if classnames:
-            self.method.set_classnames(list(classnames))
+            self.method.set_classnames(self.hand_prompt_names(list(classnames)))
         self.transform = build_transform(trained.backbone.preprocess, train=False)
         self.batch_size = batch_size
         self._captioner_id = captioner or trained.cfg.captions.captioner
@@ -64,8 +66,31 @@ class Predictor:
         allow = kwargs.pop("allow_other_version", False)
         return cls(load_trained(run_dir, device, allow), **kwargs)
 
+    def hand_prompt_names(self, classnames: list[str]) -> list[str]:
+        """Class names given by hand, in the prompt form the run used for its dataset.
+
+        The run's ``data.classnames`` style and its dataset's readable map apply,
+        exactly as when the run was trained, so ``storage_tank`` is prompted as
+        ``storage tank`` (never with the underscore).
+        """
+        from bimors.data import DATASETS
+        from bimors.data.base import prompt_names
+
+        style = self.trained.cfg.data.classnames
+        dataset = self.trained.meta.get("dataset")
+        table = {}
+        if dataset in DATASETS.names():
+            table = getattr(DATASETS.get(dataset), "readable_names", {}) or {}
+        return prompt_names(classnames, style, table)
+
     @property
     def classnames(self) -> list[str]:
+        """The names predictions are reported with."""
+        return list(self.labels)
+
+    @property
+    def prompt_names(self) -> list[str]:
+        """The names CLIP's prompts were built from (recorded beside every prediction)."""
         return list(self.method.classnames)
 
     def _captions(self, images: list[Image.Image], paths: list[Path | None]) -> torch.Tensor:

@@ -31,7 +31,22 @@ class BackboneConfig:
 
     adapter: str = "hf"
     model: str = "openai/clip-vit-base-patch16"
-    pretrained: str | None = None  # open_clip tag or checkpoint file
+    pretrained: str | None = None  # open_clip tag, checkpoint file, hf-file:REPO/PATH or URL
+    #: A named checkpoint (``bimors list`` shows them); it sets the three fields above.
+    preset: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset is None:
+            return
+        from bimors.backbones.presets import get_preset
+
+        fields = get_preset(self.preset).fields
+        for key, want in fields.items():
+            if getattr(self, key) != want:
+                raise ConfigError(
+                    f"backbone.{key}={getattr(self, key)!r} contradicts backbone.preset="
+                    f"{self.preset} (which sets {want!r}); drop one of the two"
+                )
 
 
 @dataclasses.dataclass
@@ -237,7 +252,26 @@ def resolve_config(
     dataset = data.get("dataset") or DataConfig.dataset
     base, record = resolve_preset(name, protocol, str(dataset))
     merged = deep_merge(base, user)
+    merged = _apply_backbone_preset(merged, user)
     merged.setdefault("method", {})
     merged["method"] = {**merged["method"], "name": name}
     merged["preset"] = dataclasses.asdict(record)
     return RunConfig.from_dict(merged)
+
+
+def _apply_backbone_preset(merged: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """Fill ``backbone.adapter/model/pretrained`` from ``backbone.preset``.
+
+    The method preset's backbone fields give way to the named checkpoint; the
+    user's own, where they differ from it, are refused in BackboneConfig.
+    """
+    backbone = merged.get("backbone") or {}
+    if not isinstance(backbone, dict) or not backbone.get("preset"):
+        return merged
+    from bimors.backbones.presets import get_preset
+
+    fields = get_preset(str(backbone["preset"])).fields
+    mine = user.get("backbone") or {}
+    resolved = {**backbone, **fields}
+    resolved.update({k: v for k, v in mine.items() if k in fields})  # clashes fail validation
+    return {**merged, "backbone": resolved}

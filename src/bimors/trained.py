@@ -58,6 +58,7 @@ def load_trained(
         payload["classnames"],
         cfg.method_params,
         int(caption.shape[1]) if caption is not None else None,
+        names=None,  # the checkpoint holds the prompt names it was trained on
     )
     load_into(method, payload, str(run.checkpoint))
     method.eval()

@@ -9,11 +9,13 @@ L/14 (or any other size) build without a hard-coded number.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from bimors.backbones.towers import TextTower, VisionTower, gather_eos
 
 
 @dataclass
@@ -87,11 +89,15 @@ class Preprocess:
 class FrozenCLIP(nn.Module, ABC):
     """A CLIP whose weights never change.
 
-    Subclasses set ``vision_width``, ``text_width``, ``embed_dim``,
-    ``context_length``, ``sot_id``, ``eot_id`` and ``preprocess`` from the
-    loaded model. All parameters are frozen at construction and the module
-    stays in eval mode whatever ``train()`` is called with, so dropout or
-    batch-norm statistics of a backbone can never drift during training.
+    Adapters load a library's model, hand its parts over as a
+    :class:`~bimors.backbones.towers.TextTower` (and, for ViT image towers, a
+    :class:`~bimors.backbones.towers.VisionTower`), and set ``vision_width``,
+    ``text_width``, ``embed_dim``, ``context_length``, ``sot_id``, ``eot_id``
+    and ``preprocess`` from the loaded model. Every encoding is then computed
+    here from those parts, identically for both libraries and every release.
+    All parameters are frozen at construction and the module stays in eval
+    mode whatever ``train()`` is called with, so dropout or batch-norm
+    statistics of a backbone can never drift during training.
     """
 
     adapter: str = ""
@@ -103,6 +109,9 @@ class FrozenCLIP(nn.Module, ABC):
     eot_id: int
     preprocess: Preprocess
     model_id: str
+    text_tower: TextTower
+    #: The ViT image tower as parts; None for towers without layer-wise access (ResNets).
+    vision_tower: VisionTower | None = None
     #: True when the text transformer is causal, which makes EOS truncation exact.
     causal_text: bool = True
     #: Blocks of the text transformer (prompts may be injected before any of them).
@@ -111,10 +120,13 @@ class FrozenCLIP(nn.Module, ABC):
     vision_depth: int = 0
 
     def freeze(self) -> None:
-        """Turn off gradients of every parameter and switch to eval mode."""
+        """Turn off gradients of every parameter, switch to eval mode, read tower depths."""
         for p in self.parameters():
             p.requires_grad_(False)
         super().train(False)
+        self.causal_text = self.text_tower.causal
+        self.text_depth = len(self.text_tower.blocks)
+        self.vision_depth = 0 if self.vision_tower is None else self.vision_tower.depth
 
     def train(self, mode: bool = True) -> FrozenCLIP:
         """Ignore ``mode``: a frozen backbone is always in eval mode."""
@@ -133,11 +145,10 @@ class FrozenCLIP(nn.Module, ABC):
     def count_tokens(self, text: str) -> int:
         """Number of BPE tokens of ``text`` without SOT/EOT."""
 
-    @abstractmethod
     def embed_tokens(self, ids: Tensor) -> Tensor:
         """Token embeddings (N, L, text_width) of ids (N, L), without positions."""
+        return self.text_tower.token_embedding(ids.to(self.device))
 
-    @abstractmethod
     def encode_prompts(self, embeds: Tensor, eos_positions: Tensor) -> Tensor:
         """Projected text features (N, E) of prompt embeddings (N, L, D), L <= context_length.
 
@@ -145,6 +156,7 @@ class FrozenCLIP(nn.Module, ABC):
         depends only on positions up to it: callers may truncate ``embeds`` to
         any length past the largest EOS position and get identical features.
         """
+        return self.text_tower.encode(embeds, eos_positions)
 
     def eos_positions(self, ids: Tensor) -> Tensor:
         """Index of the first EOT token in each row of ``ids``."""
@@ -153,8 +165,10 @@ class FrozenCLIP(nn.Module, ABC):
             raise ValueError("every tokenized prompt must contain an end-of-text token")
         return is_eot.int().argmax(dim=-1)
 
-    #: True when :meth:`encode_prompts_packed` is implemented for this model.
-    supports_packing: bool = False
+    @property
+    def supports_packing(self) -> bool:
+        """Packing shares the prefix of several prompts, which is exact only when causal."""
+        return self.causal_text
 
     def encode_prompts_packed(
         self, embeds: Tensor, position_ids: Tensor, allowed: Tensor, gather: Tensor
@@ -177,52 +191,13 @@ class FrozenCLIP(nn.Module, ABC):
         Returns:
             Projected features (N, K, E).
         """
-        raise NotImplementedError(f"{type(self).__name__} does not support packed prompts")
+        if not self.supports_packing:
+            raise NotImplementedError(f"{self.model_id}: packed prompts need a causal text tower")
+        return self.text_tower.encode_packed(embeds, position_ids, allowed, gather)
 
     def encode_text(self, ids: Tensor) -> Tensor:
         """Projected text features (N, E) of token ids; the plain CLIP text path."""
         return self.encode_prompts(self.embed_tokens(ids), self.eos_positions(ids))
-
-    # -- image side ---------------------------------------------------------------
-    @abstractmethod
-    def encode_image(self, pixels: Tensor) -> ImageFeatures:
-        """Image features of normalised pixels (B, 3, H, W)."""
-
-    @property
-    @abstractmethod
-    def logit_scale(self) -> Tensor:
-        """exp of CLIP's learned temperature, as a 0-d tensor."""
-
-    # -- layer-wise encoding (deep prompts, per-block states) -----------------------
-    # Adapters implement the small primitives below from their library's own
-    # modules; the two generic encoders that follow are written once for both.
-    def _text_embed(self, embeds: Tensor) -> Tensor:
-        """Prompt embeddings (N, L, D) plus position embeddings: the first block's input."""
-        raise NotImplementedError(f"{type(self).__name__} has no layer-wise text path")
-
-    def _text_blocks(self, hidden: Tensor) -> list[Callable[[Tensor], Tensor]]:
-        """The text blocks as callables on (N, L, D), with the causal mask for length L."""
-        raise NotImplementedError(f"{type(self).__name__} has no layer-wise text path")
-
-    def _text_head(self, hidden: Tensor, eos_positions: Tensor) -> Tensor:
-        """Final LayerNorm, the EOS rows and the text projection -> (N, E)."""
-        raise NotImplementedError(f"{type(self).__name__} has no layer-wise text path")
-
-    def _vision_embed(self, pixels: Tensor) -> Tensor:
-        """Patch, class and position embeddings (B, T, W), before the pre-LayerNorm."""
-        raise NotImplementedError(f"{type(self).__name__} has no layer-wise image path")
-
-    def _vision_pre_norm(self, hidden: Tensor) -> Tensor:
-        """The LayerNorm applied before the first vision block."""
-        raise NotImplementedError(f"{type(self).__name__} has no layer-wise image path")
-
-    def _vision_blocks(self) -> list[Callable[[Tensor], Tensor]]:
-        """The vision blocks as callables on (B, T, W)."""
-        raise NotImplementedError(f"{type(self).__name__} has no layer-wise image path")
-
-    def _vision_head(self, tokens: Tensor) -> Tensor:
-        """Pooling, final LayerNorm and projection of the last block's tokens -> raw (B, E)."""
-        raise NotImplementedError(f"{type(self).__name__} has no layer-wise image path")
 
     def encode_prompts_deep(
         self,
@@ -238,17 +213,12 @@ class FrozenCLIP(nn.Module, ABC):
         context already placed in ``embeds``). With no ``deeper`` this is
         :meth:`encode_prompts`. Causal, so truncation after EOS stays exact.
         """
-        x = self._text_embed(embeds)
-        blocks = self._text_blocks(x)
-        if len(deeper) >= len(blocks):
-            raise ValueError(
-                f"{len(deeper)} deep text prompts need more than the {len(blocks)} text blocks"
-            )
-        for i, block in enumerate(blocks):
-            if 0 < i <= len(deeper):
-                x = _overwrite(x, deeper[i - 1], start)
-            x = block(x)
-        return self._text_head(x, eos_positions)
+        return self.text_tower.encode(embeds, eos_positions, deeper, start)
+
+    # -- image side ---------------------------------------------------------------
+    def encode_image(self, pixels: Tensor) -> ImageFeatures:
+        """Image features of normalised pixels (B, 3, H, W)."""
+        return self.encode_image_deep(pixels)
 
     def encode_image_deep(
         self, pixels: Tensor, prompts: Tensor | None = None, deeper: Sequence[Tensor] = ()
@@ -258,54 +228,22 @@ class FrozenCLIP(nn.Module, ABC):
         ``prompts`` (n, W) are appended after the patch tokens before the
         pre-LayerNorm, without position embeddings; ``deeper[i]`` replaces them at
         the input of block ``i + 1`` (MaPLe's visual prompts). The returned token
-        states and block means exclude the prompt tokens. With no prompts this is
-        the library's own forward (tested), plus the per-block means.
+        states and block means exclude the prompt tokens. With no prompts this
+        equals the library's own forward (tested), plus the per-block means.
         """
-        if not self.vision_depth:
+        if self.vision_tower is None or not self.vision_depth:
             raise ValueError(
                 f"{self.model_id}: layer-wise image encoding needs a ViT image tower "
                 "(this backbone's image tower has no accessible transformer blocks)"
             )
-        if deeper and prompts is None:
-            raise ValueError("deep visual prompts need first-layer prompts too")
-        if any(d.shape[0] != prompts.shape[0] for d in deeper):
-            raise ValueError("every deep visual prompt must have as many tokens as the first")
-        x = self._vision_embed(pixels)
-        batch, n_tokens = x.shape[0], x.shape[1]
-        if prompts is not None:
-            x = torch.cat([x, prompts.to(x.dtype).unsqueeze(0).expand(batch, -1, -1)], dim=1)
-        x = self._vision_pre_norm(x)
-        blocks = self._vision_blocks()
-        if len(deeper) >= len(blocks):
-            raise ValueError(
-                f"{len(deeper)} deep visual prompts need more than the {len(blocks)} vision blocks"
-            )
-        means = []
-        for i, block in enumerate(blocks):
-            if 0 < i <= len(deeper):
-                x = _overwrite(x, deeper[i - 1], n_tokens)
-            x = block(x)
-            means.append(x[:, :n_tokens].mean(dim=1))
-        tokens = x[:, :n_tokens]
-        raw = self._vision_head(tokens)
+        raw, tokens, means = self.vision_tower.encode(pixels, prompts, deeper)
         norm = raw.norm(dim=-1, keepdim=True)
-        return ImageFeatures(raw / norm, tokens, norm, torch.stack(means, dim=1))
+        return ImageFeatures(raw / norm, tokens, norm, means)
+
+    @property
+    @abstractmethod
+    def logit_scale(self) -> Tensor:
+        """exp of CLIP's learned temperature, as a 0-d tensor."""
 
 
-def _overwrite(hidden: Tensor, values: Tensor, start: int) -> Tensor:
-    """``hidden`` (N, L, D) with rows ``start .. start + n`` replaced by ``values`` (n, D)."""
-    n = values.shape[0]
-    fill = values.to(hidden.dtype).unsqueeze(0).expand(hidden.shape[0], -1, -1)
-    return torch.cat([hidden[:, :start], fill, hidden[:, start + n :]], dim=1)
-
-
-def additive_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
-    """A boolean attention pattern as an additive mask (0 where allowed, -inf elsewhere)."""
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-    return mask.masked_fill_(~allowed, float("-inf"))
-
-
-def gather_eos(hidden: Tensor, eos_positions: Tensor) -> Tensor:
-    """Rows of ``hidden`` (N, L, D) at the EOS position of each sequence -> (N, D)."""
-    index = torch.arange(hidden.shape[0], device=hidden.device)
-    return hidden[index, eos_positions.to(hidden.device)]
+__all__ = ["FrozenCLIP", "ImageFeatures", "Preprocess", "gather_eos"]

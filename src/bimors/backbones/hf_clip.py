@@ -1,34 +1,33 @@
-"""transformers ``CLIPModel`` behind the :class:`FrozenCLIP` interface."""
+"""transformers ``CLIPModel`` behind the :class:`FrozenCLIP` interface.
+
+Only the public loading API (``CLIPModel``, ``AutoTokenizer``,
+``AutoImageProcessor``) and module attributes that every release from 4.46 to
+5.x shares are used; the encodings themselves are computed by
+:mod:`bimors.backbones.towers`.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
-import torch
 from torch import Tensor
 
-from bimors.backbones.base import (
-    FrozenCLIP,
-    ImageFeatures,
-    Preprocess,
-    additive_mask,
-    gather_eos,
-)
-from bimors.backbones.text_blocks import hf_plain_blocks, run_blocks
+from bimors.backbones.base import FrozenCLIP, Preprocess
+from bimors.backbones.blocks import UnsupportedBlocks, hf_plain_blocks
+from bimors.backbones.towers import TextTower, VisionTower
+from bimors.model_loading import ModelLoadError, load_failure, missing_folder
 
 logger = logging.getLogger(__name__)
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
+_LOAD_ERRORS = (OSError, ValueError, ImportError, AttributeError, TypeError, RuntimeError)
+
 
 class HFCLIP(FrozenCLIP):
     """A frozen transformers ``CLIPModel`` (hub id such as
     ``openai/clip-vit-base-patch16``, or a folder written by ``save_pretrained``).
-
-    The text path is re-assembled from the model's own embedding, encoder and
-    final LayerNorm so that prompts can enter as embeddings and be truncated.
     """
 
     adapter = "hf"
@@ -46,9 +45,34 @@ class HFCLIP(FrozenCLIP):
         self.context_length = int(tcfg.max_position_embeddings)
         self.sot_id = int(tokenizer.bos_token_id)
         self.eot_id = int(tokenizer.eos_token_id)
-        self.causal_text = True
-        self.text_depth = len(model.text_model.encoder.layers)
-        self.vision_depth = len(model.vision_model.encoder.layers)
+        text, vision = model.text_model, model.vision_model
+        try:
+            text_blocks = hf_plain_blocks(text.encoder)
+            vision_blocks = hf_plain_blocks(vision.encoder)
+        except UnsupportedBlocks as err:
+            raise ModelLoadError(
+                f"{model_id}: this CLIPModel's transformer is not CLIP's plain pre-norm block "
+                f"stack ({err}); bimors supports transformers' CLIPModel layout"
+            ) from err
+        self.text_tower = TextTower(
+            token_embedding=text.embeddings.token_embedding,
+            positional=text.embeddings.position_embedding.weight,
+            blocks=text_blocks,
+            ln_final=text.final_layer_norm,
+            projection=model.text_projection,
+            causal=True,
+        )
+        emb = vision.embeddings
+        self.vision_tower = VisionTower(
+            patch=emb.patch_embedding,
+            class_embedding=emb.class_embedding,
+            positional=emb.position_embedding.weight,
+            ln_pre=vision.pre_layrnorm,
+            blocks=vision_blocks,
+            ln_post=vision.post_layernorm,
+            projection=model.visual_projection,
+            pool="tok",
+        )
         self.freeze()
 
     @classmethod
@@ -57,12 +81,29 @@ class HFCLIP(FrozenCLIP):
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
         if pretrained:
-            raise ValueError(
+            raise ModelLoadError(
                 "backbone.pretrained is an open_clip option; for the 'hf' adapter put the "
                 "hub id or folder in backbone.model"
             )
-        model = CLIPModel.from_pretrained(model_id, dtype=torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(model_id)
+        folder = missing_folder("CLIP backbone", model_id)
+        if folder is not None:
+            raise folder
+        try:
+            model, info = CLIPModel.from_pretrained(model_id, output_loading_info=True)
+            tokenizer = AutoTokenizer.from_pretrained(model_id)
+        except _LOAD_ERRORS as err:
+            raise load_failure("CLIP backbone", model_id, err) from err
+        missing = [k for k in info.get("missing_keys", ()) if not k.endswith("position_ids")]
+        mismatched = list(info.get("mismatched_keys", ()))
+        if missing or mismatched:
+            example = (missing or [m[0] if isinstance(m, tuple) else m for m in mismatched])[0]
+            raise ModelLoadError(
+                f"cannot load the CLIP backbone {model_id!r}: {len(missing)} weights missing and "
+                f"{len(mismatched)} of another shape in its checkpoint (e.g. {example}), which "
+                "would leave them random. Use the checkpoint's own config.json, or the open_clip "
+                "adapter for open_clip checkpoints"
+            )
+        model = model.float()
         size = int(model.config.vision_config.image_size)
         mean, std = OPENAI_MEAN, OPENAI_STD
         try:
@@ -85,91 +126,6 @@ class HFCLIP(FrozenCLIP):
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def embed_tokens(self, ids: Tensor) -> Tensor:
-        return self.model.text_model.embeddings.token_embedding(ids.to(self.device))
-
-    def encode_prompts(self, embeds: Tensor, eos_positions: Tensor) -> Tensor:
-        from transformers.masking_utils import create_causal_mask
-
-        text = self.model.text_model
-        length = embeds.shape[1]
-        position_ids = text.embeddings.position_ids[:, :length]
-        hidden = text.embeddings(inputs_embeds=embeds, position_ids=position_ids)
-        mask = create_causal_mask(
-            config=text.config, inputs_embeds=hidden, attention_mask=None, cache=None
-        )
-        hidden = text.encoder(inputs_embeds=hidden, attention_mask=mask, is_causal=True)
-        hidden = text.final_layer_norm(hidden.last_hidden_state)
-        return self.model.text_projection(gather_eos(hidden, eos_positions))
-
-    @property
-    def supports_packing(self) -> bool:
-        """Packed prompts need an attention that takes an arbitrary mask."""
-        impl = self.model.text_model.config._attn_implementation
-        return hf_plain_blocks(self.model.text_model.encoder) is not None or impl in (
-            "sdpa",
-            "eager",
-        )
-
-    def encode_prompts_packed(
-        self, embeds: Tensor, position_ids: Tensor, allowed: Tensor, gather: Tensor
-    ) -> Tensor:
-        text = self.model.text_model
-        # CLIPTextEmbeddings refuses sequences longer than 77, which packed ones may be;
-        # it only adds the position embedding, so do that here.
-        hidden = embeds + text.embeddings.position_embedding(position_ids)
-        if not hasattr(self, "_plain_blocks"):
-            self._plain_blocks = hf_plain_blocks(text.encoder)
-        if self._plain_blocks is not None:  # see bimors.backbones.text_blocks for why
-            hidden = run_blocks(self._plain_blocks, hidden, allowed)
-        else:
-            if text.config._attn_implementation == "sdpa":
-                mask = allowed  # sdpa reads a boolean mask directly (True = attend)
-            else:
-                mask = additive_mask(allowed, hidden.dtype)
-            out = text.encoder(inputs_embeds=hidden, attention_mask=mask[None, None])
-            hidden = out.last_hidden_state
-        # The final LayerNorm acts per token: normalise only the gathered ones.
-        hidden = text.final_layer_norm(hidden[:, gather])
-        return self.model.text_projection(hidden)
-
-    def encode_image(self, pixels: Tensor) -> ImageFeatures:
-        return self.encode_image_deep(pixels)
-
-    # -- layer-wise primitives (see FrozenCLIP.encode_prompts_deep / encode_image_deep) --
-    def _text_embed(self, embeds: Tensor) -> Tensor:
-        emb = self.model.text_model.embeddings
-        return emb(inputs_embeds=embeds, position_ids=emb.position_ids[:, : embeds.shape[1]])
-
-    def _text_blocks(self, hidden: Tensor) -> list[Callable[[Tensor], Tensor]]:
-        from transformers.masking_utils import create_causal_mask
-
-        text = self.model.text_model
-        mask = create_causal_mask(
-            config=text.config, inputs_embeds=hidden, attention_mask=None, cache=None
-        )
-        return [
-            lambda x, layer=layer: layer(x, mask, is_causal=True) for layer in text.encoder.layers
-        ]
-
-    def _text_head(self, hidden: Tensor, eos_positions: Tensor) -> Tensor:
-        hidden = self.model.text_model.final_layer_norm(hidden)
-        return self.model.text_projection(gather_eos(hidden, eos_positions))
-
-    def _vision_embed(self, pixels: Tensor) -> Tensor:
-        return self.model.vision_model.embeddings(pixels)
-
-    def _vision_pre_norm(self, hidden: Tensor) -> Tensor:
-        return self.model.vision_model.pre_layrnorm(hidden)
-
-    def _vision_blocks(self) -> list[Callable[[Tensor], Tensor]]:
-        layers = self.model.vision_model.encoder.layers
-        return [lambda x, layer=layer: layer(x, None) for layer in layers]
-
-    def _vision_head(self, tokens: Tensor) -> Tensor:
-        vision = self.model.vision_model
-        return self.model.visual_projection(vision.post_layernorm(tokens[:, 0]))
 
     @property
     def logit_scale(self) -> Tensor:

@@ -1,37 +1,115 @@
-"""open_clip models (OpenAI CLIP, LAION, RemoteCLIP, GeoRSCLIP, ...) behind :class:`FrozenCLIP`."""
+"""open_clip models (OpenAI CLIP, LAION, RemoteCLIP, GeoRSCLIP, SkyCLIP) behind :class:`FrozenCLIP`.
+
+What is taken from open_clip is its public, long-stable surface: the model
+classes ``CLIP`` / ``CustomTextCLIP`` with their config dictionaries,
+``create_model`` for architecture names, pretrained tags and ``hf-hub:`` ids,
+``get_tokenizer``, and the towers' module attributes. Local folders
+(``open_clip_config.json`` + weights) and checkpoint files are read here and
+loaded strictly, so they work the same on every open_clip release and a file
+whose keys do not fit the architecture is refused instead of half-loaded.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from bimors.backbones.base import (
-    FrozenCLIP,
-    ImageFeatures,
-    Preprocess,
-    additive_mask,
-    gather_eos,
+from bimors.backbones.base import FrozenCLIP, ImageFeatures, Preprocess
+from bimors.backbones.blocks import UnsupportedBlocks, open_clip_plain_blocks
+from bimors.backbones.towers import TextTower, VisionTower
+from bimors.model_loading import (
+    ModelLoadError,
+    fetch_weights,
+    is_remote_weights,
+    load_strict,
+    looks_like_path,
+    missing_folder,
+    read_state_dict,
 )
-from bimors.backbones.text_blocks import open_clip_plain_blocks, run_blocks
 
 logger = logging.getLogger(__name__)
 
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+FOLDER_CONFIG = "open_clip_config.json"
+FOLDER_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
-def _model_name(model: str) -> str:
-    """A folder with ``open_clip_config.json`` becomes open_clip's ``local-dir:`` schema."""
-    path = Path(model)
-    if path.is_dir():
-        if not (path / "open_clip_config.json").is_file():
-            raise FileNotFoundError(
-                f"{path} has no open_clip_config.json; an open_clip folder needs the config and "
-                "weights written by `bimors tiny-models` or open_clip's save_for_hf"
-            )
-        return f"local-dir:{path.resolve()}"
-    return model
+
+def activation(model) -> str:
+    """``quick_gelu`` or ``gelu``: the text tower's activation, as built."""
+    text = getattr(model, "text", model)
+    act = text.transformer.resblocks[0].mlp.gelu
+    return "quick_gelu" if type(act).__name__ == "QuickGELU" else "gelu"
+
+
+def _quick_gelu_hint(name: str) -> str:
+    return (
+        f" (checkpoints fine-tuned from OpenAI weights need the QuickGELU variant, "
+        f"{name}-quickgelu)"
+        if not name.endswith("quickgelu")
+        else ""
+    )
+
+
+def _read_folder(folder: Path) -> tuple[dict, dict, Path]:
+    """(model_cfg, preprocess_cfg, weights file) of an open_clip folder, or a clear error."""
+    config = folder / FOLDER_CONFIG
+    held = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "nothing"
+    if not config.is_file():
+        raise ModelLoadError(
+            f"cannot load the open_clip folder {str(folder)!r}: it has no {FOLDER_CONFIG} (it "
+            f"holds: {held}). An open_clip folder holds {FOLDER_CONFIG} and "
+            f"{FOLDER_WEIGHTS[0]} (as written by open_clip's save_for_hf or `bimors tiny-models`); "
+            "a transformers folder needs backbone.adapter=hf"
+        )
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+        model_cfg = dict(data["model_cfg"])
+    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        raise ModelLoadError(
+            f"{config}: not an open_clip config ({type(err).__name__}: {err}); it needs a "
+            "'model_cfg' object with embed_dim, vision_cfg and text_cfg"
+        ) from err
+    weights = next((folder / w for w in FOLDER_WEIGHTS if (folder / w).is_file()), None)
+    if weights is None:
+        raise ModelLoadError(
+            f"cannot load the open_clip folder {str(folder)!r}: no weights file "
+            f"({' or '.join(FOLDER_WEIGHTS)}); it holds: {held}"
+        )
+    return model_cfg, dict(data.get("preprocess_cfg") or {}), weights
+
+
+def _build_from_cfg(model_cfg: dict, where: str):
+    """An open_clip CLIP from its config dictionary, through the public model classes."""
+    import open_clip
+
+    cfg = dict(model_cfg)
+    if "multimodal_cfg" in cfg:
+        raise ModelLoadError(f"{where}: CoCa models (multimodal_cfg) are not supported")
+    custom = cfg.pop("custom_text", False) or "hf_model_name" in cfg.get("text_cfg", {})
+    cls = open_clip.CustomTextCLIP if custom else open_clip.CLIP
+    try:
+        return cls(**cfg)
+    except TypeError as err:
+        raise ModelLoadError(
+            f"{where}: this open_clip ({open_clip.__version__}) cannot build the config "
+            f"({err}); install the open_clip release that wrote it"
+        ) from err
+
+
+def _load_file(model, path: Path, what: str) -> None:
+    try:
+        state = read_state_dict(path)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise ModelLoadError(
+            f"cannot read the checkpoint {str(path)!r} ({type(err).__name__}: {err}); it must be "
+            "a safetensors file or a torch state dict"
+        ) from err
+    load_strict(model, state, what)
 
 
 class OpenCLIP(FrozenCLIP):
@@ -45,7 +123,7 @@ class OpenCLIP(FrozenCLIP):
 
     adapter = "open_clip"
 
-    def __init__(self, model, tokenizer, model_id: str) -> None:
+    def __init__(self, model, tokenizer, model_id: str, preprocess_cfg: dict | None = None):
         super().__init__()
         import open_clip
         from open_clip.modified_resnet import ModifiedResNet
@@ -54,12 +132,15 @@ class OpenCLIP(FrozenCLIP):
         self.model = model
         self.tokenizer = tokenizer
         self.model_id = model_id
-        text = self._text
-        if getattr(text, "cls_emb", None) is not None:
-            raise ValueError(f"{model_id}: text towers with a CLS embedding are not supported")
+        text = getattr(model, "text", model)
+        if not hasattr(text, "token_embedding") or getattr(text, "cls_emb", None) is not None:
+            raise ModelLoadError(
+                f"{model_id}: only CLIP's own text transformer is supported (this model's text "
+                f"tower is {type(text).__name__})"
+            )
         pool = getattr(text, "text_pool_type", "argmax")
         if pool not in ("argmax", "eos"):
-            raise ValueError(f"{model_id}: text pool type {pool!r} is not supported")
+            raise ModelLoadError(f"{model_id}: text pool type {pool!r} is not supported")
         visual = model.visual
         if isinstance(visual, VisionTransformer):
             self._tower = "vit"
@@ -68,46 +149,161 @@ class OpenCLIP(FrozenCLIP):
             self._tower = "resnet"
             self.vision_width = int(visual.attnpool.k_proj.in_features)
         else:
-            raise ValueError(
+            raise ModelLoadError(
                 f"{model_id}: image tower {type(visual).__name__} is not supported "
                 "(ViT and ModifiedResNet are)"
             )
+        try:
+            text_blocks = open_clip_plain_blocks(text.transformer)
+            vision_blocks = self._vision_blocks(visual)
+        except UnsupportedBlocks as err:
+            raise ModelLoadError(f"{model_id}: {err}; this architecture is not supported") from err
         self.text_width = int(text.token_embedding.embedding_dim)
         self.embed_dim = int(visual.output_dim)
         self.context_length = int(text.positional_embedding.shape[0])
-        self.sot_id = int(tokenizer.sot_token_id)
-        self.eot_id = int(tokenizer.eot_token_id)
-        self.causal_text = getattr(text, "attn_mask", None) is not None
-        self.text_depth = len(text.transformer.resblocks)
-        # Layer-wise access needs the plain CLIP ViT head (class-token or mean pooling);
-        # attentional poolers (CoCa) keep the library forward only.
-        pool = getattr(visual, "pool_type", "tok")
-        if self._tower == "vit" and getattr(visual, "attn_pool", None) is None and pool != "none":
-            self.vision_depth = len(visual.transformer.resblocks)
-        cfg = open_clip.get_model_preprocess_cfg(model)
+        encoder = getattr(tokenizer, "encoder", {})
+        self.sot_id = int(getattr(tokenizer, "sot_token_id", None) or encoder["<start_of_text>"])
+        self.eot_id = int(getattr(tokenizer, "eot_token_id", None) or encoder["<end_of_text>"])
+        self.text_tower = TextTower(
+            token_embedding=text.token_embedding,
+            positional=text.positional_embedding,
+            blocks=text_blocks,
+            ln_final=text.ln_final,
+            projection=text.text_projection,
+            causal=getattr(text, "attn_mask", None) is not None,
+        )
+        if vision_blocks is not None:
+            self.vision_tower = VisionTower(
+                patch=visual.conv1,
+                class_embedding=visual.class_embedding,
+                positional=visual.positional_embedding,
+                ln_pre=visual.ln_pre,
+                blocks=vision_blocks,
+                ln_post=visual.ln_post,
+                projection=visual.proj,
+                pool=self._pool_type(visual),
+                norm_after_pool=bool(getattr(visual, "final_ln_after_pool", False)),
+            )
+        cfg = dict(preprocess_cfg or {})
+        if not cfg and hasattr(open_clip, "get_model_preprocess_cfg"):
+            cfg = open_clip.get_model_preprocess_cfg(model)
         size = cfg.get("size", visual.image_size)
         size = size[0] if isinstance(size, (tuple, list)) else size
         self.preprocess = Preprocess(
             int(size),
-            tuple(cfg.get("mean", (0.48145466, 0.4578275, 0.40821073))),
-            tuple(cfg.get("std", (0.26862954, 0.26130258, 0.27577711))),
+            tuple(cfg.get("mean") or getattr(visual, "image_mean", None) or OPENAI_MEAN),
+            tuple(cfg.get("std") or getattr(visual, "image_std", None) or OPENAI_STD),
             str(cfg.get("interpolation", "bicubic")),
         )
         self.freeze()
 
-    @property
-    def _text(self):
-        """The module holding the text tower (the CLIP itself, or ``.text`` for custom text)."""
-        return getattr(self.model, "text", self.model)
+    def _vision_blocks(self, visual):
+        """The ViT's blocks, or None when the tower keeps the library's forward.
+
+        ResNets and ViTs with an attentional pooler (CoCa-style) have no plain
+        layer-wise path; they are encoded by the library's own forward.
+        """
+        if self._tower != "vit" or getattr(visual, "attn_pool", None) is not None:
+            return None
+        if self._pool_type(visual) not in ("tok", "avg"):
+            return None
+        return open_clip_plain_blocks(visual.transformer)
+
+    @staticmethod
+    def _pool_type(visual) -> str:
+        pool = getattr(visual, "pool_type", None)
+        if pool is None:  # open_clip before pool_type: a boolean switch
+            pool = "avg" if getattr(visual, "global_average_pool", False) else "tok"
+        return pool
 
     @classmethod
     def from_pretrained(cls, model_id: str, pretrained: str | None = None) -> OpenCLIP:
+        """Build from a folder, an architecture name (+ tag or file), or an ``hf-hub:`` id."""
         import open_clip
 
-        name = _model_name(model_id)
-        model = open_clip.create_model(name, pretrained=None if ":" in name else pretrained)
-        tokenizer = open_clip.get_tokenizer(name)
+        folder = missing_folder("open_clip backbone", model_id)
+        if folder is not None:
+            raise folder
+        path = Path(model_id).expanduser()
+        if looks_like_path(model_id) and path.is_dir():
+            if pretrained:
+                raise ModelLoadError(
+                    f"backbone.pretrained={pretrained!r} cannot be combined with the folder "
+                    f"{model_id!r}, which holds its own weights"
+                )
+            model_cfg, preprocess_cfg, weights = _read_folder(path)
+            model = _build_from_cfg(model_cfg, model_id)
+            _load_file(model, weights, f"open_clip folder {model_id!r}")
+            tokenizer = open_clip.get_tokenizer("ViT-B-32")  # CLIP's BPE (custom text refused)
+            return cls(model.float(), tokenizer, model_id, preprocess_cfg)
+        if model_id.startswith("hf-hub:"):
+            model = cls._create(model_id, None)
+            return cls(model.float(), open_clip.get_tokenizer(model_id), model_id)
+        checkpoint = None
+        if is_remote_weights(pretrained):
+            checkpoint = fetch_weights(pretrained)
+        elif pretrained and (looks_like_path(pretrained) or Path(pretrained).suffix):
+            checkpoint = Path(pretrained).expanduser()
+            if not checkpoint.is_file():
+                problem = missing_folder("checkpoint", pretrained)
+                raise problem or ModelLoadError(
+                    f"backbone.pretrained={pretrained!r} is not a checkpoint file"
+                )
+        model = cls._create(model_id, None if checkpoint else pretrained)
+        if checkpoint is not None:
+            _load_file(
+                model,
+                checkpoint,
+                f"{checkpoint.name} in open_clip architecture {model_id!r}"
+                + _quick_gelu_hint(model_id),
+            )
+        tokenizer = open_clip.get_tokenizer(model_id.removesuffix("-quickgelu"))
         return cls(model.float(), tokenizer, model_id)
+
+    @staticmethod
+    def _create(name: str, tag: str | None):
+        """``open_clip.create_model`` with QuickGELU made explicit and failures as one line.
+
+        ``NAME-quickgelu`` is built as ``NAME`` with ``force_quick_gelu``, and so
+        are OpenAI's own weights (tag ``openai``): open_clip's ``-quickgelu``
+        configs and its automatic QuickGELU for ``openai`` differ between releases
+        (before 2.23 some configs are missing; from 2.29 ``openai`` on a plain name
+        gives GELU), while ``force_quick_gelu`` means the same in all of them.
+        """
+        import open_clip
+
+        arch, quick = name, tag == "openai"
+        if name.endswith("-quickgelu") and not name.startswith("hf-hub:"):
+            arch, quick = name[: -len("-quickgelu")], True
+        try:
+            model = open_clip.create_model(arch, pretrained=tag, force_quick_gelu=quick)
+        except RuntimeError as err:
+            text = " ".join(str(err).split())
+            if "not found" in text.lower() and "config" in text.lower():
+                close = [
+                    m for m in open_clip.list_models() if m.lower().startswith(name[:5].lower())
+                ]
+                raise ModelLoadError(
+                    f"open_clip has no architecture {name!r}; close ones: "
+                    f"{', '.join(close[:8]) or 'none'} (open_clip.list_models() lists all)"
+                ) from err
+            if "state_dict" in text:
+                raise ModelLoadError(
+                    f"the {tag!r} weights do not fit open_clip architecture {name!r}: {text[:200]}"
+                ) from err
+            raise ModelLoadError(
+                f"cannot build open_clip {name!r} / {tag!r}: {text[:300]}"
+            ) from err
+        except (OSError, ValueError) as err:
+            text = " ".join(str(err).split())
+            raise ModelLoadError(
+                f"cannot load open_clip {name!r} with pretrained {tag!r} ({type(err).__name__}: "
+                f"{text[:250]}); on a machine without internet access pass a local folder or "
+                "checkpoint file (backbone.pretrained=PATH)"
+            ) from err
+        if quick and activation(model) != "quick_gelu":
+            raise ModelLoadError(f"open_clip built {name!r} without QuickGELU; refusing to run it")
+        return model
 
     def tokenize(self, texts: list[str]) -> Tensor:
         return self.tokenizer(list(texts), context_length=self.context_length).long()
@@ -115,51 +311,8 @@ class OpenCLIP(FrozenCLIP):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
 
-    def embed_tokens(self, ids: Tensor) -> Tensor:
-        return self._text.token_embedding(ids.to(self.device))
-
-    def encode_prompts(self, embeds: Tensor, eos_positions: Tensor) -> Tensor:
-        text = self._text
-        length = embeds.shape[1]
-        x = embeds + text.positional_embedding[:length].to(embeds.dtype)
-        mask = text.attn_mask[:length, :length] if self.causal_text else None
-        if text.transformer.batch_first:
-            x = text.transformer(x, attn_mask=mask)
-        else:  # older open_clip: sequence-first transformer
-            x = text.transformer(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
-        x = gather_eos(text.ln_final(x), eos_positions)
-        proj = text.text_projection
-        if proj is None:
-            return x
-        return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
-
-    @property
-    def supports_packing(self) -> bool:
-        return self.causal_text
-
-    def encode_prompts_packed(
-        self, embeds: Tensor, position_ids: Tensor, allowed: Tensor, gather: Tensor
-    ) -> Tensor:
-        text = self._text
-        x = embeds + text.positional_embedding[position_ids].to(embeds.dtype)
-        if not hasattr(self, "_plain_blocks"):
-            self._plain_blocks = open_clip_plain_blocks(text.transformer)
-        if self._plain_blocks is not None:  # see bimors.backbones.text_blocks for why
-            x = run_blocks(self._plain_blocks, x, allowed)
-        else:
-            mask = additive_mask(allowed, x.dtype)  # open_clip casts masks to float: no bools
-            if text.transformer.batch_first:
-                x = text.transformer(x, attn_mask=mask)
-            else:  # older open_clip: sequence-first transformer
-                x = text.transformer(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
-        x = text.ln_final(x[:, gather])  # LayerNorm is per token: only the gathered ones
-        proj = text.text_projection
-        if proj is None:
-            return x
-        return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
-
     def encode_image(self, pixels: Tensor) -> ImageFeatures:
-        if self.vision_depth:
+        if self.vision_tower is not None and self.vision_depth:
             return self.encode_image_deep(pixels)
         visual = self.model.visual
         captured: list[Tensor] = []
@@ -173,73 +326,13 @@ class OpenCLIP(FrozenCLIP):
             pooled = pooled[0]
         tokens = captured[0]
         if self._tower == "vit":
-            if not visual.transformer.batch_first:
+            if not getattr(visual.transformer, "batch_first", False):
                 tokens = tokens.transpose(0, 1)
         else:  # (B, C, H, W) grid -> (B, 1 + HW, C) with the mean token first, as attnpool sees it
             grid = tokens.flatten(2).transpose(1, 2)
             tokens = torch.cat([grid.mean(dim=1, keepdim=True), grid], dim=1)
         norm = pooled.norm(dim=-1, keepdim=True)
         return ImageFeatures(pooled=pooled / norm, tokens=tokens, norm=norm)
-
-    # -- layer-wise primitives (see FrozenCLIP.encode_prompts_deep / encode_image_deep) --
-    @staticmethod
-    def _blocks(transformer, mask: Tensor | None = None) -> list[Callable[[Tensor], Tensor]]:
-        """Residual blocks as batch-first callables, whatever layout the transformer uses."""
-        if transformer.batch_first:
-            return [lambda x, r=r: r(x, attn_mask=mask) for r in transformer.resblocks]
-        return [
-            lambda x, r=r: r(x.transpose(0, 1), attn_mask=mask).transpose(0, 1)
-            for r in transformer.resblocks
-        ]
-
-    def _text_embed(self, embeds: Tensor) -> Tensor:
-        pos = self._text.positional_embedding[: embeds.shape[1]]
-        return embeds + pos.to(embeds.dtype)
-
-    def _text_blocks(self, hidden: Tensor) -> list[Callable[[Tensor], Tensor]]:
-        text, length = self._text, hidden.shape[1]
-        mask = text.attn_mask[:length, :length] if self.causal_text else None
-        return self._blocks(text.transformer, mask)
-
-    def _text_head(self, hidden: Tensor, eos_positions: Tensor) -> Tensor:
-        text = self._text
-        x = gather_eos(text.ln_final(hidden), eos_positions)
-        proj = text.text_projection
-        if proj is None:
-            return x
-        return proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
-
-    def _vision_embed(self, pixels: Tensor) -> Tensor:
-        # open_clip's VisionTransformer._embeds without its patch dropout (inactive in
-        # eval) and without ln_pre, so that prompts can be appended in between.
-        visual = self.model.visual
-        x = visual.conv1(pixels.to(visual.conv1.weight.dtype))
-        x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
-        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        return torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
-
-    def _vision_pre_norm(self, hidden: Tensor) -> Tensor:
-        return self.model.visual.ln_pre(hidden)
-
-    def _vision_blocks(self) -> list[Callable[[Tensor], Tensor]]:
-        return self._blocks(self.model.visual.transformer)
-
-    def _vision_head(self, tokens: Tensor) -> Tensor:
-        visual = self.model.visual
-        if getattr(visual, "final_ln_after_pool", False):
-            pooled = visual.ln_post(self._pool(tokens))
-        else:
-            pooled = self._pool(visual.ln_post(tokens))
-        return pooled @ visual.proj if visual.proj is not None else pooled
-
-    def _pool(self, tokens: Tensor) -> Tensor:
-        """The tower's global pool: the class token, or the mean of the patch tokens."""
-        pool = getattr(self.model.visual, "pool_type", "tok")
-        if pool == "avg":
-            return tokens[:, 1:].mean(dim=1)
-        if pool == "tok":
-            return tokens[:, 0]
-        raise ValueError(f"{self.model_id}: image pool type {pool!r} is not supported")
 
     @property
     def logit_scale(self) -> Tensor:

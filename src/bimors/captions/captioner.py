@@ -28,6 +28,7 @@ from PIL import Image
 
 from bimors.captions.preprocess import PREPROCESS, preprocessor
 from bimors.errors import ConfigError
+from bimors.model_loading import dtype_kwargs, load_failure
 
 logger = logging.getLogger(__name__)
 
@@ -103,15 +104,6 @@ class GenerationSettings:
 OFFICIAL_SETTINGS = GenerationSettings(max_new_tokens=None, max_length=16, preprocess="official")
 
 
-def load_failure(kind: str, model_id: str, err: Exception) -> ConfigError:
-    """A load error that names the model and the fix, instead of a hub traceback."""
-    return ConfigError(
-        f"cannot load the {kind} {model_id!r} ({type(err).__name__}: {err}); pass a hub id "
-        "(on a machine with internet access or a filled Hugging Face cache) or a local folder "
-        "written by save_pretrained"
-    )
-
-
 class Captioner:
     """Caption PIL images in batches with a frozen transformers model.
 
@@ -152,9 +144,9 @@ class Captioner:
         try:
             processor = AutoProcessor.from_pretrained(model_id, revision=revision)
             model = AutoModelForImageTextToText.from_pretrained(
-                model_id, dtype=dtype, revision=revision
+                model_id, revision=revision, **dtype_kwargs(dtype)
             )
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, ImportError, AttributeError, TypeError) as err:
             raise load_failure("captioner", model_id, err) from err
         model.to(device).eval().requires_grad_(False)
         return cls(model, processor, model_id, settings or GenerationSettings(), revision)
@@ -171,6 +163,25 @@ class Captioner:
     def revision(self) -> str | None:
         """The hub commit of the loaded weights where known, else the revision asked for."""
         return getattr(self.model.config, "_commit_hash", None) or self._revision
+
+    def _image_start_tokens(self, batch: int, device: torch.device) -> dict[str, torch.Tensor]:
+        """The decoder's start for an unprompted BLIP-2 whose config places image tokens.
+
+        transformers 5.x starts unprompted generation from ``num_query_tokens``
+        image tokens and BOS; 4.x starts from BOS alone and then fails to place
+        the image embeddings (shape mismatch). Passing that start explicitly gives
+        the same captions on every release.
+        """
+        config = self.model.config
+        image_token = getattr(config, "image_token_index", None)
+        queries = getattr(config, "num_query_tokens", None)
+        text_config = getattr(config, "text_config", None)
+        bos = getattr(text_config, "bos_token_id", None)
+        if self.settings.prompt is not None or None in (image_token, queries, bos):
+            return {}
+        ids = torch.tensor([[image_token] * int(queries) + [bos]], device=device)
+        ids = ids.repeat(batch, 1)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
     @torch.inference_mode()
     def caption(self, images: list[Image.Image]) -> list[str]:
@@ -194,7 +205,9 @@ class Captioner:
             k: (v.to(device, dtype) if torch.is_floating_point(v) else v.to(device))
             for k, v in inputs.items()
         }
+        start = self._image_start_tokens(len(images), device)
         out = self.model.generate(
+            **start,
             **inputs,
             num_beams=self.settings.num_beams,
             **self.settings.budget(),

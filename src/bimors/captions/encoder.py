@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bimors.captions.captioner import load_failure
+from bimors.model_loading import dtype_kwargs, load_failure
 
 DEFAULT_ENCODER = "bert-base-uncased"
 POOLING = "masked-mean"
@@ -54,8 +54,8 @@ class CaptionEncoder:
 
         try:
             tokenizer = AutoTokenizer.from_pretrained(model_id, revision=revision)
-            model = AutoModel.from_pretrained(model_id, dtype=dtype, revision=revision)
-        except (OSError, ValueError) as err:
+            model = AutoModel.from_pretrained(model_id, revision=revision, **dtype_kwargs(dtype))
+        except (OSError, ValueError, ImportError, AttributeError, TypeError) as err:
             raise load_failure("caption encoder", model_id, err) from err
         model.to(device).eval().requires_grad_(False)
         return cls(model, tokenizer, model_id, revision=revision)

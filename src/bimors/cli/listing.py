@@ -39,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         extra = variants(name)
         if extra:
             print(f"  {name}: also {', '.join(extra)}")
+    print()
+    print(backbone_presets_table())
     return 0
 
 
@@ -52,3 +54,19 @@ def show_preset(name: str, protocol: str | None, dataset: str | None) -> int:
     print(f"# preset layers: {' + '.join(cfg.preset.layers) or '(none)'}")
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
     return 0
+
+
+def backbone_presets_table() -> str:
+    """The backbone presets, one line each: what ``--set backbone.preset=NAME`` loads."""
+    from bimors.backbones.presets import PRESETS
+
+    rows = [("backbone preset", "family", "adapter", "architecture / model", "GELU", "weights")]
+    for p in PRESETS.values():
+        act = "quick" if p.quick_gelu else "plain"
+        rows.append((p.name, p.family, p.adapter, p.model, act, p.pretrained or p.model))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True)) + "  " + r[-1]
+        for r in rows
+    ]
+    return "\n".join(lines) + "\n(select with --set backbone.preset=NAME; README: Backbones)"

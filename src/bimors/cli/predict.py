@@ -34,6 +34,8 @@ def run(args: argparse.Namespace) -> int:
         store_root=args.store_root,
         allow_other_version=args.allow_other_version,
     )
+    style = predictor.trained.cfg.data.classnames
+    print(f"prompt names ({style}): {', '.join(predictor.prompt_names)}")
     for path, top in zip(args.images, predictor.predict(args.images, args.topk), strict=True):
         print(path)
         for name, prob in top:

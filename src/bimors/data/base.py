@@ -45,6 +45,24 @@ def readable_name(folder_name: str) -> str:
     return re.sub(r"[\s_\-]+", " ", text).strip().lower()
 
 
+def prompt_names(
+    classnames: list[str], style: str = "reference", readable: dict[str, str] | None = None
+) -> list[str]:
+    """Names for prompts in ``style``: the one rule for datasets and names given by hand.
+
+    ``reference`` is the official code's form (underscores become spaces,
+    nothing else); ``readable`` uses ``readable`` (a dataset's own map) first,
+    then the generic rule (camelCase and separators split, lower case). Both
+    leave a name already in prompt form unchanged.
+    """
+    if style == "reference":
+        return [reference_name(c) for c in classnames]
+    if style == "readable":
+        table = readable or {}
+        return [table.get(c, readable_name(c)) for c in classnames]
+    raise ConfigError(f"data.classnames: {style!r} is not allowed; choose reference or readable")
+
+
 def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name (never file-system order)."""
     return sorted(
@@ -347,10 +365,4 @@ class SceneDataset:
         nothing else); ``readable`` uses the dataset's readable map, then the
         generic rule (camelCase and separators split, lower case).
         """
-        if style == "reference":
-            return [reference_name(c) for c in classnames]
-        if style == "readable":
-            return [cls.readable_names.get(c, readable_name(c)) for c in classnames]
-        raise ConfigError(
-            f"data.classnames: {style!r} is not allowed; choose reference or readable"
-        )
+        return prompt_names(classnames, style, cls.readable_names)

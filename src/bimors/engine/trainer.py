@@ -164,8 +164,7 @@ class Trainer:
         if method.closed_form:
             return self._fit_closed_form(train, val)
         if self.optimizer is None:
-            logger.info("method %s has nothing to train; skipping training", method.name)
-            return TrainResult(0, 0, 0, float("nan"), "last", 0, [])
+            return self._fit_nothing(train)
         if cfg.selection == "val" and val is None:
             raise ValueError("train.selection=val needs a validation split")
         set_determinism(cfg.deterministic)
@@ -278,6 +277,27 @@ class Trainer:
                 self.run_config,
                 trainer=self._state(epoch, steps, skipped, history, best),
             )
+
+    def _fit_nothing(self, train: TaskData) -> TrainResult:
+        """A method with nothing to train (zero-shot CLIP): still a finished run.
+
+        Its ``checkpoint.pt`` holds no weights but the class names and config, so
+        ``bimors eval``, ``bimors predict`` and ``Predictor.from_run`` treat a
+        zero-shot run like any other.
+        """
+        logger.info("method %s has nothing to train; skipping training", self.method.name)
+        self.method.set_classnames(train.classnames)
+        if self.out_dir and self.dist.is_main:
+            save_checkpoint(
+                self.out_dir / FINAL,
+                self.method,
+                self.run_config,
+                epoch=0,
+                selected_epoch=0,
+                selection="last",
+            )
+        self.dist.barrier()
+        return TrainResult(0, 0, 0, float("nan"), "last", 0, [])
 
     def _fit_closed_form(self, train: TaskData, val: TaskData | None) -> TrainResult:
         """A method fitted on frozen features (``Method.closed_form``): no SGD loop.

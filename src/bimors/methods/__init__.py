@@ -45,10 +45,22 @@ def build_method(
     classnames: list[str],
     params: dict[str, Any] | MethodConfig | None = None,
     caption_dim: int | None = None,
+    names: str | None = "reference",
 ) -> Method:
-    """Build method ``name`` on ``backbone`` for ``classnames``."""
+    """Build method ``name`` on ``backbone`` for ``classnames``.
+
+    Class names given by hand go through the same prompt-name rule as a
+    dataset's (``names``: ``reference``, the official code's, or
+    ``readable``), so ``storage_tank`` reaches CLIP as ``storage tank`` as it
+    does in every run; both rules leave names already in prompt form as they
+    are. ``names=None`` uses ``classnames`` verbatim.
+    """
+    from bimors.data.base import prompt_names
+
     cls = METHODS.get(name)
     cfg = params if isinstance(params, MethodConfig) else method_config(name, params)
+    if names is not None:
+        classnames = prompt_names(list(classnames), names)
     return cls(backbone, classnames, cfg, caption_dim=caption_dim if cls.uses_captions else None)
 
 
