@@ -25,12 +25,8 @@ def provenance(encoder: str = ENCODER, dim: int = 8) -> dict:
         "captioner": CAPTIONER,
         "captioner_revision": None,
         "captioner_dtype": "bfloat16",
-        "generation": {
-            "num_beams": 4,
-            "max_new_tokens": 16,
-            "early_stopping": True,
-            "prompt": None,
-        },
+        # what the BiMoRS preset asks for: the official script's settings
+        "generation": {**resolve_config("bimors").captions.generation().as_dict()},
         "encoder": encoder,
         "encoder_revision": None,
         "encoder_dtype": "float32",

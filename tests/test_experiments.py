@@ -21,6 +21,7 @@ def env(tiny_dir, scenes, tmp_path_factory):
     from bimors.captions.encoder import CaptionEncoder
     from bimors.captions.job import caption_images
     from bimors.data.synthetic import SyntheticScenes
+    from bimors.run_config import resolve_config
     from bimors.tiny import minilm_path
 
     split = SyntheticScenes(scenes).split()
@@ -30,7 +31,10 @@ def env(tiny_dir, scenes, tmp_path_factory):
         scenes,
         relpaths,
         store,
-        Captioner.from_pretrained(str(tiny_dir / "blip2")),
+        # the caption settings of the BiMoRS preset, so the bimors runs accept the store
+        Captioner.from_pretrained(
+            str(tiny_dir / "blip2"), resolve_config("bimors").captions.generation()
+        ),
         CaptionEncoder.from_pretrained(str(minilm_path())),
         batch_size=24,
         progress=False,

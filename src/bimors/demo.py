@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bimors import atomic
-from bimors.captions.captioner import Captioner, GenerationSettings
+from bimors.captions.captioner import Captioner
 from bimors.captions.encoder import CaptionEncoder
 from bimors.captions.job import caption_images
 from bimors.data.synthetic import SyntheticScenes, generate_scenes
@@ -62,9 +62,9 @@ def run_demo(
     dataset = SyntheticScenes(data_root)
     split = dataset.split()
     relpaths = sorted({s.relpath for part in (split.train, split.val, split.test) for s in part})
-    captioner = Captioner.from_pretrained(
-        str(models / "blip2"), GenerationSettings(num_beams=4, max_new_tokens=16)
-    )
+    # the caption settings of the BiMoRS preset (the official script's), so its store fits
+    settings = resolve_config("bimors").captions.generation()
+    captioner = Captioner.from_pretrained(str(models / "blip2"), settings)
     encoder = CaptionEncoder.from_pretrained(str(minilm_path()))
     store_path = out / "data" / "captions.sqlite"
     caption_images(data_root, relpaths, store_path, captioner, encoder, 16, progress).close()
@@ -88,7 +88,7 @@ def run_demo(
         )
         logger.info("demo: training %s", name)
         stores = CaptionStores(cfg, {dataset.name: store_path})
-        plan = plan_base2new(dataset, cfg.data.shots, seed)
+        plan = plan_base2new(dataset, cfg.data.shots, seed, sampler=cfg.data.fewshot_sampler)
         run_dir = out / "runs" / "base2new" / dataset.name / name / f"seed{seed}"
         records += run_plan(cfg, plan, backbone, stores, run_dir, progress=progress)
         stores.close()

@@ -53,7 +53,7 @@ def evaluate_run(
     dataset = build_dataset(
         name,
         root or (cfg.data.root if own_data else None),
-        **(dataset_options(cfg.data) if own_data else {}),
+        **dataset_options(cfg.data, target=not own_data),
     )
     own = trained_split(meta.get("protocol", "base2new"))
     splits = splits or (["base", "new"] if own == "base" else ["all"])

@@ -28,7 +28,7 @@ from bimors.engine.features import FeatureSource, feature_source
 from bimors.engine.rundir import RunDir
 from bimors.engine.tensorboard import log_final_accuracies
 from bimors.engine.trainer import Trainer
-from bimors.errors import DataError
+from bimors.errors import ConfigError, DataError
 from bimors.methods import METHODS, Method, build_method
 from bimors.preflight import check_plan
 from bimors.protocols.base2new import Task
@@ -53,7 +53,9 @@ class CaptionStores:
         self.cfg = cfg
         self.explicit = {k: Path(v) for k, v in (explicit or {}).items()}
         c = cfg.captions
-        self.expect = expected_provenance(c.captioner, c.encoder, c.num_beams, c.max_new_tokens)
+        self.expect = expected_provenance(
+            c.captioner, c.encoder, generation=c.expected_generation()
+        )
         self._open: dict[str, CaptionStore] = {}
 
     def path(self, dataset: SceneDataset) -> Path:
@@ -80,8 +82,8 @@ class CaptionStores:
                 store.check(
                     self.expect,
                     "the run config",
-                    "set captions.captioner/encoder/num_beams/max_new_tokens to the store's, "
-                    "or make a store with the configured models: "
+                    "set captions.captioner/encoder/num_beams/max_new_tokens/max_length/"
+                    "preprocess to the store's, or make a store with the configured models: "
                     + caption_command(dataset.name, dataset.root, None, self.expect),
                 )
             except DataError:
@@ -137,6 +139,11 @@ def run_plan(
     dist: Dist | None = None,
 ) -> list[dict[str, Any]]:
     """Train and evaluate ``cfg.method`` on ``plan`` in ``run_dir``; returns its records."""
+    if cfg.preset.protocol not in (None, plan.protocol):
+        raise ConfigError(
+            f"the config was resolved for protocol {cfg.preset.protocol} but the plan is "
+            f"{plan.protocol}: resolve it with resolve_config(..., protocol={plan.protocol!r})"
+        )
     run = RunDir(run_dir)
     seed = cfg.train.seed
     meta = {
@@ -163,7 +170,7 @@ def run_plan(
     train = data(plan.train_dataset, plan.train, True)
     val = data(plan.train_dataset, plan.val, False)
     if dist.is_main:
-        run.write_json("fewshot.json", plan.fewshot)
+        run.write_json("fewshot.json", {"sampler": cfg.data.fewshot_sampler, **plan.fewshot})
         datasets = {plan.train_dataset.name: plan.train_dataset}
         datasets.update({spec.dataset.name: spec.dataset for spec in plan.evals})
         run.write_json("data.json", {name: ds.provenance() for name, ds in datasets.items()})
@@ -247,6 +254,8 @@ def evaluate_specs(
                 "correct": ev.correct,
                 "total": ev.total,
                 "shots": cfg.data.shots,
+                "fewshot_sampler": cfg.data.fewshot_sampler,
+                "preset": "+".join(cfg.preset.layers) or None,
                 "classnames": cfg.data.classnames,
                 "class_names": list(spec.task.classnames),
                 "confusion": ev.confusion,

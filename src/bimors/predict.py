@@ -101,15 +101,15 @@ class Predictor:
                 )
             keys = [p.resolve().relative_to(self._store_root.resolve()).as_posix() for p in paths]
             c = self.trained.cfg.captions  # vectors of other models would mislead the method
-            expect = expected_provenance(c.captioner, c.encoder, c.num_beams, c.max_new_tokens)
+            expect = expected_provenance(c.captioner, c.encoder, generation=c.expected_generation())
             return self._store.vectors(keys, expect=expect)
         if self._caption_models is None:
-            from bimors.captions.captioner import Captioner, GenerationSettings
+            from bimors.captions.captioner import Captioner
             from bimors.captions.encoder import CaptionEncoder
 
             c = self.trained.cfg.captions
             device = self.trained.backbone.device
-            settings = GenerationSettings(c.num_beams, c.max_new_tokens)
+            settings = c.generation()
             self._caption_models = (
                 Captioner.from_pretrained(self._captioner_id, settings, device),
                 CaptionEncoder.from_pretrained(self._encoder_id, device),

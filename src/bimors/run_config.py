@@ -1,8 +1,10 @@
 """The resolved configuration of one run: backbone, data, captions, method and training.
 
 Presets (``bimors/configs/<method>.yaml``) give each method its reference
-hyper-parameters; a user file and dotted overrides go on top. The resolved
-config is saved with every run and checkpoint.
+hyper-parameters, per protocol and dataset where the official code differs
+(see :mod:`bimors.presets`); a user file and dotted overrides go on top. The
+resolved config, with the record of the preset layers applied, is saved with
+every run and checkpoint.
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ from bimors.config import (
     apply_overrides,
     deep_merge,
     from_dict,
-    load_preset,
     load_yaml,
-    preset_names,
     to_dict,
 )
 from bimors.errors import ConfigError
 from bimors.methods import METHODS, MethodConfig, method_config
+from bimors.presets import PresetRecord, resolve_preset
 
 
 @dataclasses.dataclass
@@ -57,10 +58,14 @@ class DataConfig:
     the paper) or ``readable``. ``split_file``: an explicit split file (else the
     published one, or a seeded one saved beside the images). ``split_seed``:
     seed of a seeded split. ``exclude``: a file of relpaths left out on purpose
-    (the dataset's ``excluded`` list is what to save with the run).
+    (the dataset's ``excluded`` list is what to save with the run); one list
+    serves the training dataset and every transfer target.
     ``check_split``: false to train on your own ``split_file`` for a dataset
     with a published split (its SHA-256 pin is then not checked, and the run's
     ``data.json`` says ``published_split: false``).
+    ``fewshot_sampler``: ``hash`` (ours: independent of Python's ``random``
+    and of the class set) or ``dassl`` (exactly the images the official
+    Dassl-based codes draw for the seed; see :mod:`bimors.data.dassl`).
     """
 
     dataset: str = "imagefolder"
@@ -72,6 +77,7 @@ class DataConfig:
     split_seed: int = 0
     exclude: str | None = None
     check_split: bool = True  # false: use your own split_file for a published dataset
+    fewshot_sampler: Literal["hash", "dassl"] = "hash"
 
     def __post_init__(self) -> None:
         if self.num_workers < 0:
@@ -80,14 +86,51 @@ class DataConfig:
 
 @dataclasses.dataclass
 class CaptionConfig:
-    """Where caption vectors come from (needed by methods that use captions)."""
+    """Where caption vectors come from (needed by methods that use captions).
+
+    The token budget is ``max_new_tokens`` or, when ``max_length`` is set,
+    ``max_length`` as transformers counts it (the official script's
+    ``max_length=16``: 15 new tokens for a T5 decoder); set one, the other
+    null. ``preprocess``: ``none`` (the processor sees the decoded image) or
+    ``official`` (224 x 224 resize and min-max stretch first, as the official
+    ``gen_caption.py``; see :mod:`bimors.captions.preprocess`).
+    """
 
     store: str | None = None  # default: <root>/.bimors/captions/<captioner>__<encoder>.sqlite
     captioner: str = "Salesforce/blip2-flan-t5-xl"
     encoder: str = "bert-base-uncased"
     num_beams: int = 4
-    max_new_tokens: int = 16
+    max_new_tokens: int | None = 16
+    max_length: int | None = None
+    preprocess: Literal["none", "official"] = "none"
     batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        if (self.max_new_tokens is None) == (self.max_length is None):
+            raise ValueError(
+                "set exactly one of captions.max_new_tokens and captions.max_length (the other "
+                f"null); got max_new_tokens={self.max_new_tokens}, max_length={self.max_length}"
+            )
+
+    def expected_generation(self) -> dict[str, Any]:
+        """The generation fields a caption store must have been made with."""
+        return {
+            "num_beams": self.num_beams,
+            "max_new_tokens": self.max_new_tokens,
+            "max_length": self.max_length,
+            "preprocess": self.preprocess,
+        }
+
+    def generation(self):
+        """The captioner's :class:`~bimors.captions.captioner.GenerationSettings`."""
+        from bimors.captions.captioner import GenerationSettings
+
+        return GenerationSettings(
+            num_beams=self.num_beams,
+            max_new_tokens=self.max_new_tokens,
+            max_length=self.max_length,
+            preprocess=self.preprocess,
+        )
 
 
 @dataclasses.dataclass
@@ -154,6 +197,7 @@ class RunConfig:
     captions: CaptionConfig = dataclasses.field(default_factory=CaptionConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     features: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
+    preset: PresetRecord = dataclasses.field(default_factory=PresetRecord)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict; the method section holds its name and its options."""
@@ -182,6 +226,7 @@ class RunConfig:
             captions=sections.captions,
             train=sections.train,
             features=sections.features,
+            preset=sections.preset,
         )
 
 
@@ -192,17 +237,21 @@ class _Sections:
     captions: CaptionConfig = dataclasses.field(default_factory=CaptionConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     features: FeatureConfig = dataclasses.field(default_factory=FeatureConfig)
+    preset: PresetRecord = dataclasses.field(default_factory=PresetRecord)
 
 
 def resolve_config(
     method: str | None = None,
     config_file: str | Path | None = None,
     overrides: list[str] | None = None,
+    protocol: str | None = None,
 ) -> RunConfig:
     """Preset of ``method`` (if any) <- ``config_file`` <- ``overrides``, validated.
 
     The method may come from the argument, the file or an override
-    (``method.name=coop``); its preset is applied first.
+    (``method.name=coop``); its preset is applied first, with its layers for
+    ``protocol`` and for the dataset the file or overrides name
+    (``data.dataset``). The layers applied are recorded in ``preset``.
     """
     user = load_yaml(config_file) if config_file else {}
     user = apply_overrides(user, overrides or [])
@@ -212,17 +261,20 @@ def resolve_config(
         user["method"] = user_method
     name = method or (user_method or {}).get("name") or "bimors"
     METHODS.get(name)
-    base = load_preset(name) if name in preset_names() else {}
     user_name = (user_method or {}).get("name")
     if method and user_name and user_name != method:
         raise ConfigError(
             f"method.name={user_name!r} (config file or --set) conflicts with --method {method}; "
             "name the method once"
         )
+    data = user.get("data") if isinstance(user.get("data"), dict) else {}
+    dataset = data.get("dataset") or DataConfig.dataset
+    base, record = resolve_preset(name, protocol, str(dataset))
     merged = deep_merge(base, user)
     merged = _apply_backbone_preset(merged, user)
     merged.setdefault("method", {})
     merged["method"] = {**merged["method"], "name": name}
+    merged["preset"] = dataclasses.asdict(record)
     return absolute_paths(RunConfig.from_dict(merged))
 
 

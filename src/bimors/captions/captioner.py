@@ -7,11 +7,14 @@ its inputs by ``AutoProcessor``, so nothing here is BLIP-2 specific.
 Decoding follows the paper and the official ``gen_caption.py``: beam search
 with 4 beams and early stopping, greedy in every other respect. The official
 script passes ``max_length=16``, which for BLIP-2 FLAN-T5 counts the decoder
-start token (15 new tokens at most); here the budget is ``max_new_tokens=16``,
-the same for encoder-decoder and decoder-only captioners. The official script
-also resizes each image to 224 px and stretches its contrast to [0, 1] before
-the processor; here the decoded image goes to the processor unchanged, so the
-captioner sees what its own preprocessing expects.
+start token (15 new tokens at most). By default the budget here is
+``max_new_tokens=16``, the same for encoder-decoder and decoder-only
+captioners; ``max_length`` passes the official budget through as it is. The
+official script also resizes each image to 224 px and stretches its contrast
+before the processor: ``preprocess="official"`` does the same (see
+:mod:`bimors.captions.preprocess`); by default the decoded image goes to the
+processor unchanged, so the captioner sees what its own preprocessing expects.
+The BiMoRS preset selects the official settings.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from bimors.captions.preprocess import PREPROCESS, preprocessor
 from bimors.errors import ConfigError
 from bimors.model_loading import dtype_kwargs, load_failure
 
@@ -56,22 +60,48 @@ class GenerationSettings:
     """Decoding settings (paper: beam search, 4 beams, at most 16 new tokens).
 
     ``prompt`` is an optional text prefix for captioners that take one (e.g.
-    "a satellite image of"); the paper uses none.
+    "a satellite image of"); the paper uses none. The budget is
+    ``max_new_tokens``, or ``max_length`` as transformers counts it (set
+    ``max_new_tokens=None``): the official script's ``max_length=16``.
+    ``preprocess`` names what the image goes through before the processor.
+    All of it is recorded in a caption store's provenance.
     """
 
     num_beams: int = 4
-    max_new_tokens: int = 16
+    max_new_tokens: int | None = 16
     early_stopping: bool = True
     prompt: str | None = None
+    max_length: int | None = None
+    preprocess: str = "none"
 
     def __post_init__(self) -> None:
         if self.num_beams < 1:
             raise ConfigError(f"num_beams must be >= 1, got {self.num_beams}")
-        if self.max_new_tokens < 1:
-            raise ConfigError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if (self.max_new_tokens is None) == (self.max_length is None):
+            raise ConfigError(
+                "give exactly one token budget: max_new_tokens or max_length (got "
+                f"max_new_tokens={self.max_new_tokens}, max_length={self.max_length})"
+            )
+        budget = self.max_new_tokens if self.max_length is None else self.max_length
+        if budget < 1:
+            raise ConfigError(f"the token budget must be >= 1, got {budget}")
+        if self.preprocess not in PREPROCESS:
+            preprocessor(self.preprocess)  # raises the error naming the choices
+
+    def budget(self) -> dict[str, int]:
+        """The token-budget argument of ``generate``."""
+        if self.max_length is not None:
+            return {"max_length": self.max_length}
+        assert self.max_new_tokens is not None
+        return {"max_new_tokens": self.max_new_tokens}
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: The official ``gen_caption.py``'s settings: what the BiMoRS preset asks for and what
+#: ``bimors caption`` makes unless told otherwise.
+OFFICIAL_SETTINGS = GenerationSettings(max_new_tokens=None, max_length=16, preprocess="official")
 
 
 class Captioner:
@@ -163,7 +193,8 @@ class Captioner:
         """
         if not images:
             return []
-        images = [im.convert("RGB") for im in images]
+        prepare = preprocessor(self.settings.preprocess)
+        images = [prepare(im) for im in images]
         kwargs: dict[str, Any] = {"images": images, "return_tensors": "pt"}
         if self.settings.prompt is not None:
             kwargs["text"] = [self.settings.prompt] * len(images)
@@ -179,7 +210,7 @@ class Captioner:
             **start,
             **inputs,
             num_beams=self.settings.num_beams,
-            max_new_tokens=self.settings.max_new_tokens,
+            **self.settings.budget(),
             early_stopping=self.settings.early_stopping,
             do_sample=False,
         )

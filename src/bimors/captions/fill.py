@@ -14,7 +14,6 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from bimors.captions.captioner import GenerationSettings
 from bimors.captions.run import caption_dataset
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ def fill_stores(
 ) -> None:
     """Caption the images each dataset's store lacks, with ``stores.cfg.captions``' models."""
     c = stores.cfg.captions
-    settings = GenerationSettings(num_beams=c.num_beams, max_new_tokens=c.max_new_tokens)
+    settings = c.generation()
     seen: set[str] = set()
     for dataset in datasets:
         if dataset.name in seen:

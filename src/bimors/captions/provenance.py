@@ -37,6 +37,24 @@ IDENTITY_KEYS = (
 )
 
 
+#: Generation fields added after stores were first written, with the value every older
+#: store was made with (the budget was max_new_tokens, the image went in unchanged).
+LEGACY_GENERATION: dict[str, Any] = {"max_length": None, "preprocess": "none"}
+
+
+def with_legacy_defaults(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """``provenance`` with the generation fields an older store lacks filled in.
+
+    A store written before ``max_length`` and ``preprocess`` existed was made
+    without either, so it keeps matching a config that asks for neither.
+    """
+    out = dict(provenance)
+    generation = out.get("generation")
+    if isinstance(generation, Mapping):
+        out["generation"] = {**LEGACY_GENERATION, **generation}
+    return out
+
+
 def model_ref(model_id: str) -> str:
     """A hub id as given; a local folder as its absolute path (so the cwd never matters)."""
     path = Path(model_id).expanduser()
@@ -106,18 +124,25 @@ def expected_provenance(
     num_beams: int | None = None,
     max_new_tokens: int | None = None,
     dim: int | None = None,
+    generation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The fields a training config pins, for :meth:`CaptionStore.vectors` ``expect``."""
+    """The fields a training config pins, for :meth:`CaptionStore.vectors` ``expect``.
+
+    ``generation`` (e.g. :meth:`bimors.run_config.CaptionConfig.expected_generation`)
+    pins every generation field it names, None values included; without it
+    only ``num_beams`` and ``max_new_tokens`` are pinned where given.
+    """
     out: dict[str, Any] = {}
     if captioner is not None:
         out["captioner"] = model_ref(captioner)
     if encoder is not None:
         out["encoder"] = model_ref(encoder)
-    generation = {
-        k: v
-        for k, v in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens))
-        if v is not None
-    }
+    if generation is None:
+        generation = {
+            k: v
+            for k, v in (("num_beams", num_beams), ("max_new_tokens", max_new_tokens))
+            if v is not None
+        }
     if generation:
         out["generation"] = generation
     if dim is not None:
@@ -136,7 +161,7 @@ def caption_command(
     Options equal to the CLI defaults are left out, and ``--store`` only when
     the store sits at its default location, so the command stays short.
     """
-    from bimors.captions.captioner import DEFAULT_CAPTIONER, GenerationSettings
+    from bimors.captions.captioner import DEFAULT_CAPTIONER, OFFICIAL_SETTINGS
     from bimors.captions.encoder import DEFAULT_ENCODER
     from bimors.captions.store import default_store_path
 
@@ -157,11 +182,17 @@ def caption_command(
         args += ["--encoder-revision", prov["encoder_revision"]]
     if prov.get("captioner_dtype"):
         args += ["--dtype", prov["captioner_dtype"]]
-    defaults = GenerationSettings().as_dict()
+    defaults = OFFICIAL_SETTINGS.as_dict()  # the CLI's defaults
     gen = prov.get("generation", {})
-    for key, flag in (("num_beams", "--num-beams"), ("max_new_tokens", "--max-new-tokens")):
-        if key in gen and gen[key] != defaults[key]:
-            args += [flag, str(gen[key])]
+    if gen.get("max_new_tokens") is not None:
+        args += ["--max-new-tokens", str(gen["max_new_tokens"])]
+    elif gen.get("max_length") not in (None, defaults["max_length"]):
+        args += ["--max-length", str(gen["max_length"])]
+    if "num_beams" in gen and gen["num_beams"] != defaults["num_beams"]:
+        args += ["--num-beams", str(gen["num_beams"])]
+    preprocess = gen.get("preprocess", "none") if gen else defaults["preprocess"]  # legacy: none
+    if preprocess != defaults["preprocess"]:
+        args += ["--preprocess", preprocess]
     if gen.get("prompt"):
         args += ["--prompt", gen["prompt"]]
     if "early_stopping" in gen and gen["early_stopping"] != defaults["early_stopping"]:

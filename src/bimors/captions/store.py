@@ -37,6 +37,7 @@ from bimors.captions.provenance import (
     differences,
     identity,
     model_ref,
+    with_legacy_defaults,
 )
 from bimors.errors import DataError, StorageError
 
@@ -118,7 +119,7 @@ class CaptionStore:
             self._db.close()
             raise DataError(f"{self.path} has format {meta.get('format')!r}, expected {FORMAT!r}")
         self.dim = int(meta["dim"])
-        self.provenance: dict[str, Any] = json.loads(meta["provenance"])
+        self.provenance: dict[str, Any] = with_legacy_defaults(json.loads(meta["provenance"]))
         self.source: dict[str, Any] = json.loads(meta.get("source", "{}"))
 
     @classmethod

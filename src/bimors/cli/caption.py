@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bimors.captions.captioner import DEFAULT_CAPTIONER
+from bimors.captions.captioner import DEFAULT_CAPTIONER, OFFICIAL_SETTINGS
 from bimors.captions.encoder import DEFAULT_ENCODER
 from bimors.cli.common import main_process, progress_enabled
 
@@ -53,14 +53,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--num-beams", type=int, default=4, help="beam width (default: 4, the paper's)")
     p.add_argument(
-        "--max-new-tokens", type=int, default=16, help="caption length limit (default: 16)"
+        "--max-length",
+        type=int,
+        default=OFFICIAL_SETTINGS.max_length,
+        help="token budget as transformers' max_length (default: 16, the official script's: "
+        "15 new tokens for BLIP-2 FLAN-T5)",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        help="token budget as new tokens instead of --max-length (e.g. 16)",
+    )
+    p.add_argument(
+        "--preprocess",
+        default=OFFICIAL_SETTINGS.preprocess,
+        choices=["none", "official"],
+        help="official (default, as the BiMoRS preset): resize to 224x224 and stretch "
+        "intensities first, as the official gen_caption.py; none: the decoded image",
     )
     p.add_argument("--prompt", help="text prefix for captioners that take one (default: none)")
     p.add_argument(
         "--no-early-stopping",
         dest="early_stopping",
         action="store_false",
-        help="let beam search run to max-new-tokens",
+        help="let beam search run to the token budget",
     )
     p.add_argument(
         "--workers",
@@ -88,8 +104,13 @@ def run(args: argparse.Namespace) -> int:
     from bimors.captions.run import caption_dataset
 
     progress = progress_enabled()
-    settings = GenerationSettings(
-        args.num_beams, args.max_new_tokens, args.early_stopping, args.prompt
+    settings = GenerationSettings(  # --max-new-tokens, when given, replaces --max-length
+        args.num_beams,
+        args.max_new_tokens,
+        args.early_stopping,
+        args.prompt,
+        max_length=None if args.max_new_tokens is not None else args.max_length,
+        preprocess=args.preprocess,
     )
     store = caption_dataset(
         args.dataset,

@@ -1,4 +1,9 @@
-"""``bimors list``: the registered methods, backbones and datasets."""
+"""``bimors list``: the registered methods, backbones, datasets and presets.
+
+With ``--preset NAME`` it prints that preset as a run would resolve it for
+``--protocol`` and ``--dataset`` (the per-protocol and per-dataset layers of
+the official configs included), with the layers applied.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,14 @@ import argparse
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="list registered methods, backbones and datasets")
+    p = sub.add_parser("list", help="list registered methods, backbones, datasets and presets")
+    p.add_argument("--preset", help="print this preset as resolved for --protocol and --dataset")
+    p.add_argument(
+        "--protocol",
+        choices=["base2new", "cross_dataset", "domain_gen"],
+        help="protocol to resolve --preset for (default: none, the base preset)",
+    )
+    p.add_argument("--dataset", help="dataset to resolve --preset for")
     p.set_defaults(func=run)
 
 
@@ -15,13 +27,32 @@ def run(args: argparse.Namespace) -> int:
     from bimors.config import preset_names
     from bimors.data import DATASETS
     from bimors.methods import METHODS
+    from bimors.presets import variants
 
+    if args.preset:
+        return show_preset(args.preset, args.protocol, args.dataset)
     print("methods:   " + ", ".join(METHODS.names()))
     print("backbones: " + ", ".join(BACKBONES.names()))
     print("datasets:  " + ", ".join(DATASETS.names()))
     print("presets:   " + ", ".join(preset_names()))
+    for name in preset_names():
+        extra = variants(name)
+        if extra:
+            print(f"  {name}: also {', '.join(extra)}")
     print()
     print(backbone_presets_table())
+    return 0
+
+
+def show_preset(name: str, protocol: str | None, dataset: str | None) -> int:
+    import yaml
+
+    from bimors.run_config import resolve_config
+
+    overrides = [f"data.dataset={dataset}"] if dataset else []
+    cfg = resolve_config(name, overrides=overrides, protocol=protocol)
+    print(f"# preset layers: {' + '.join(cfg.preset.layers) or '(none)'}")
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())
     return 0
 
 

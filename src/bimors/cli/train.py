@@ -34,28 +34,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bimors.backbones import load_backbone
-    from bimors.data import dataset_options
     from bimors.engine.dist import Dist
     from bimors.experiment import CaptionStores, run_plan
     from bimors.preflight import check_config
     from bimors.protocols.plans import PROTOCOLS
-    from bimors.protocols.runner import Roots, config_for
+    from bimors.protocols.runner import Roots, build_datasets, config_for
 
     targets = pairs(args.targets, "--targets")
     roots = Roots({args.dataset: args.root, **targets})
     cfg = config_for(
-        args.method, args.dataset, Path(args.root), args.seed, args.config, args.overrides
+        args.method,
+        args.dataset,
+        Path(args.root),
+        args.seed,
+        args.config,
+        args.overrides,
+        args.protocol,
     )
     check_config(cfg, args.out)  # before any model is loaded
     dist = Dist(cfg.train.device)
     backbone = load_backbone(cfg.backbone.adapter, cfg.backbone.model, cfg.backbone.pretrained).to(
         dist.device
     )
+    train_ds, target_ds = build_datasets(roots, args.dataset, list(targets), cfg)
     plan = PROTOCOLS.get(args.protocol).build(
-        roots.dataset(args.dataset, dataset_options(cfg.data)),
-        cfg.data.shots,
-        cfg.train.seed,
-        [roots.dataset(t) for t in targets],
+        train_ds, cfg.data.shots, cfg.train.seed, target_ds, sampler=cfg.data.fewshot_sampler
     )
     stores = CaptionStores(cfg, pairs(args.store, "--store"))
     try:

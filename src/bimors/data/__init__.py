@@ -52,16 +52,51 @@ def build_dataset(name: str, root: str | Path, **options: Any) -> SceneDataset:
     return DATASETS.get(name)(root, **options)
 
 
-def dataset_options(data: Any) -> dict[str, Any]:
-    """Dataset options from a run's ``data`` config section (``bimors.run_config.DataConfig``)."""
+def dataset_options(data: Any, target: bool = False) -> dict[str, Any]:
+    """Dataset options from a run's ``data`` config section (``bimors.run_config.DataConfig``).
+
+    ``target=True`` gives the options of a transfer target of the run: the
+    seeded-split seed and the exclude list (shared by all datasets of the run,
+    each taking its own entries), but not ``split_file``, which names the
+    training dataset's split.
+    """
     out: dict[str, Any] = {}
-    for field in ("split_file", "split_seed", "exclude"):
+    fields = ("split_seed", "exclude") if target else ("split_file", "split_seed", "exclude")
+    for field in fields:
         value = getattr(data, field, None)
         if value is not None:
             out[field] = value
     if getattr(data, "check_split", True) is False:
         out["check_split"] = False
+    if target and out.get("exclude") is not None:
+        out["exclude_shared"] = True
     return out
 
 
-__all__ = ["DATASETS", "SceneDataset", "build_dataset", "dataset_options"]
+def check_exclusions(exclude: Any, datasets: list[SceneDataset]) -> None:
+    """Every entry of a run's shared exclude list must be an image of one of its datasets.
+
+    With ``exclude_shared`` each dataset ignores entries that are not its own,
+    so a typo would otherwise go unnoticed; this names the entries no dataset
+    took and the file to fix.
+    """
+    from bimors.data.base import read_exclude
+    from bimors.errors import DataError
+
+    if exclude is None:
+        return
+    wanted = read_exclude(exclude)
+    taken: set[str] = set()
+    for ds in datasets:
+        ds.split()
+        taken |= set(ds.excluded) | {f"{ds.name}:{r}" for r in ds.excluded}
+    unknown = sorted(wanted - taken)
+    if unknown:
+        names = ", ".join(ds.name for ds in datasets)
+        raise DataError(
+            f"the exclude list {exclude} names {len(unknown)} file(s) that are in none of the "
+            f"run's datasets ({names}), e.g. {unknown[0]}; remove them from the list"
+        )
+
+
+__all__ = ["DATASETS", "SceneDataset", "build_dataset", "check_exclusions", "dataset_options"]

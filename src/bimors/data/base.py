@@ -84,6 +84,25 @@ def read_exclude(exclude: str | os.PathLike[str] | Iterable[str] | None) -> set[
     return {str(x) for x in exclude}
 
 
+def scope_exclusions(entries: set[str], dataset: str) -> set[str]:
+    """The entries of an exclude list that concern ``dataset``.
+
+    ``NAME:relpath`` names an image of dataset ``NAME`` only (one list can
+    then serve a source and targets whose relpaths coincide, e.g.
+    ``airport/airport_1.jpg``); a plain ``relpath`` concerns every dataset
+    that has it.
+    """
+    out = set()
+    for entry in entries:
+        prefix, sep, rest = entry.partition(":")
+        if sep and prefix and "/" not in prefix:
+            if prefix == dataset:
+                out.add(rest)
+        else:
+            out.add(entry)
+    return out
+
+
 def _preview(items: list[str], n: int = 10) -> str:
     more = f" ... and {len(items) - n} more" if len(items) > n else ""
     return ", ".join(items[:n]) + more
@@ -104,10 +123,16 @@ class SceneDataset:
         root: the dataset folder.
         split_file: an explicit split file (published format).
         split_seed: seed of a seeded split (datasets without a published split).
-        exclude: relpaths to leave out on purpose: a file or a list.
+        exclude: relpaths to leave out on purpose: a file or a list (an entry
+            ``NAME:relpath`` concerns dataset ``NAME`` only).
         fetch: allow fetching a published split file from the network.
         check_split: check a published split against its SHA-256 pin; turn off
             only to use your own split file on purpose.
+        exclude_shared: the exclude list is shared by every dataset of a run
+            (source and transfer targets): entries not in this dataset's
+            split belong to another one and are ignored here; the caller
+            checks that each entry matched some dataset
+            (:func:`bimors.data.check_exclusions`).
     """
 
     name: ClassVar[str] = ""
@@ -126,6 +151,7 @@ class SceneDataset:
         exclude: str | os.PathLike[str] | Iterable[str] | None = None,
         fetch: bool = True,
         check_split: bool = True,
+        exclude_shared: bool = False,
     ) -> None:
         self.root = Path(root).expanduser().absolute()  # saved with runs: valid from any folder
         if not self.root.is_dir():
@@ -139,7 +165,8 @@ class SceneDataset:
         self.split_seed = split_seed
         self.fetch = fetch
         self.check_split = check_split
-        self.exclude = read_exclude(exclude)
+        self.exclude = scope_exclusions(read_exclude(exclude), self.name)
+        self.exclude_shared = exclude_shared
         #: Relpaths left out on purpose (set by :meth:`split`); save it with the run.
         self.excluded: list[str] = []
         #: The split file actually used (set by :meth:`split`).
@@ -293,6 +320,8 @@ class SceneDataset:
                     f"{self.info.title or self.name} folder ({self.info.layout}); restore the "
                     "files, or exclude them explicitly (exclude=<file listing them>)"
                 )
+            if self.exclude_shared:  # the other entries are other datasets' images
+                self.exclude = self.exclude & split.relpaths()
             unknown = sorted(self.exclude - split.relpaths())
             if unknown:
                 raise DataError(

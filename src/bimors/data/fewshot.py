@@ -10,6 +10,10 @@ so the same call picks the same images on every run, process and machine.
 The choice is written to an index file (relative paths, not positions) and
 read back by later runs, so a run can be repeated exactly even if the
 sampling rule changes one day.
+
+``sampler="dassl"`` instead draws exactly what the official Dassl-based codes
+draw for a seed (see :mod:`bimors.data.dassl`); it must be given the parts
+over all classes, since Dassl draws before the base/new cut.
 """
 
 from __future__ import annotations
@@ -20,14 +24,20 @@ import logging
 import math
 from collections import defaultdict
 from pathlib import Path
+from typing import Literal
 
 from bimors import atomic
+from bimors.data.dassl import dassl_fewshot
 from bimors.data.split import Sample, stable_seed
 from bimors.errors import DataError
 
 logger = logging.getLogger(__name__)
 
 INDEX_FORMAT = "bimors-fewshot/1"
+
+#: ``hash``: ranked by SHA-256 (ours, the default); ``dassl``: the official codes' draw.
+Sampler = Literal["hash", "dassl"]
+SAMPLERS: tuple[str, ...] = ("hash", "dassl")
 
 
 def fewshot_indices(samples: list[Sample], shots: int, seed: int, tag: str) -> list[int]:
@@ -59,6 +69,7 @@ class FewShotIndex:
     shots: int
     seed: int
     parts: dict[str, list[str]]
+    sampler: str = "hash"  # files written before the dassl sampler existed are hash draws
 
     def to_json(self) -> dict:
         return {"format": INDEX_FORMAT, **dataclasses.asdict(self)}
@@ -82,12 +93,22 @@ class FewShotIndex:
             )
         try:
             parts = {str(k): [str(r) for r in v] for k, v in data["parts"].items()}
-            return cls(str(data["dataset"]), int(data["shots"]), int(data["seed"]), parts)
+            return cls(
+                str(data["dataset"]),
+                int(data["shots"]),
+                int(data["seed"]),
+                parts,
+                str(data.get("sampler", "hash")),
+            )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise DataError(f"{path}: malformed few-shot index ({err}); delete it") from None
 
     def indices(self, part: str, samples: list[Sample], source: str = "index") -> list[int]:
-        """Positions in ``samples`` of this index's ``part``, each relpath required to exist."""
+        """Positions in ``samples`` of this index's ``part``, in the file's order.
+
+        Every relpath must exist. The order (and any repeat) is kept: a dassl
+        draw lists images in the order Dassl drew them.
+        """
         where = {s.relpath: i for i, s in enumerate(samples)}
         if part not in self.parts:
             raise DataError(f"{source}: no part {part!r} (has {', '.join(self.parts)})")
@@ -97,7 +118,28 @@ class FewShotIndex:
                 f"{source}: {len(missing)} {part} image(s) are not in the dataset's split "
                 f"(e.g. {missing[0]}); the index was made for other data: delete it to sample again"
             )
-        return sorted(where[r] for r in self.parts[part])
+        return [where[r] for r in self.parts[part]]
+
+
+def draw_fewshot(
+    parts: dict[str, tuple[list[Sample], int]], seed: int, dataset: str, sampler: str = "hash"
+) -> dict[str, list[int]]:
+    """Few-shot positions per part with ``sampler`` (``hash`` or ``dassl``).
+
+    ``hash`` draws each part independently (sorted positions); ``dassl`` draws
+    the parts in the order given from one stream seeded with ``seed``, in
+    Dassl's order, as the official codes do.
+    """
+    if sampler == "hash":
+        return {
+            p: fewshot_indices(samples, k, seed, f"{dataset}/{p}")
+            for p, (samples, k) in parts.items()
+        }
+    if sampler == "dassl":
+        return dassl_fewshot(parts, seed)
+    raise DataError(
+        f"data.fewshot_sampler: {sampler!r} is not a sampler; choose one of {', '.join(SAMPLERS)}"
+    )
 
 
 def fewshot_with_index(
@@ -106,6 +148,7 @@ def fewshot_with_index(
     dataset: str,
     shots: int,
     index_file: str | Path | None = None,
+    sampler: str = "hash",
 ) -> dict[str, list[int]]:
     """Few-shot indices per part, read from ``index_file`` if it exists, else drawn and saved.
 
@@ -115,10 +158,9 @@ def fewshot_with_index(
         dataset: dataset name (tags the draw and is checked against the file).
         shots: the run's nominal shots (checked against the file).
         index_file: where the choice is kept; None draws without saving.
+        sampler: ``hash`` (ours) or ``dassl`` (the official codes'), see :func:`draw_fewshot`.
     """
-    drawn = {
-        p: fewshot_indices(samples, k, seed, f"{dataset}/{p}") for p, (samples, k) in parts.items()
-    }
+    drawn = draw_fewshot(parts, seed, dataset, sampler)
     if index_file is None:
         return drawn
     path = Path(index_file)
@@ -128,13 +170,15 @@ def fewshot_with_index(
             shots,
             seed,
             {p: [parts[p][0][i].relpath for i in idx] for p, idx in drawn.items()},
+            sampler,
         ).save(path)
         return drawn
     index = FewShotIndex.load(path)
-    if (index.dataset, index.shots, index.seed) != (dataset, shots, seed):
+    if (index.dataset, index.shots, index.seed, index.sampler) != (dataset, shots, seed, sampler):
         raise DataError(
-            f"{path} holds the few-shot images of {index.dataset} with {index.shots} shots and "
-            f"seed {index.seed}, not {dataset}/{shots}/{seed}; use another file or delete it"
+            f"{path} holds the few-shot images of {index.dataset} with {index.shots} shots, "
+            f"seed {index.seed} and sampler {index.sampler}, not {dataset}/{shots}/{seed} with "
+            f"sampler {sampler}; use another file or delete it"
         )
     read = {p: index.indices(p, samples, str(path)) for p, (samples, _) in parts.items()}
     if read != drawn:
@@ -156,3 +200,20 @@ def subsample_classes(samples: list[Sample], labels: list[int]) -> list[Sample]:
     """Samples of ``labels`` only, relabelled 0..len(labels)-1 in the order given."""
     remap = {old: new for new, old in enumerate(labels)}
     return [Sample(s.relpath, remap[s.label], s.classname) for s in samples if s.label in remap]
+
+
+def subsample_positions(
+    samples: list[Sample], labels: list[int], positions: list[int]
+) -> list[int]:
+    """``positions`` into ``samples`` that fall in ``labels``, as positions into
+    ``subsample_classes(samples, labels)`` (order and repeats kept).
+
+    Dassl draws over all classes and cuts base/new afterwards; this maps such
+    a draw onto the class-subsampled part.
+    """
+    keep = set(labels)
+    new_pos: dict[int, int] = {}
+    for i, s in enumerate(samples):
+        if s.label in keep:
+            new_pos[i] = len(new_pos)
+    return [new_pos[i] for i in positions if i in new_pos]

@@ -15,7 +15,8 @@ Deviations, each harmless or forced:
   weights is the same, hence identical logits and gradients (tested);
 * widths come from the backbone (the official code hard-codes 1024, RN50's);
 * the template is ``method.template`` ("a photo of a {}." by default): the
-  official per-dataset templates cover no remote-sensing dataset;
+  official per-dataset templates cover no remote-sensing dataset but
+  EuroSAT, whose official template the preset uses there;
 * the official repository ships no training config ("follow CoOp's command");
   the preset uses CoOp's ViT-B/16 schedule (``vit_b16_ep50``).
 """

@@ -24,6 +24,7 @@ def cross_dataset_tasks(
     seed: int,
     source: str = SOURCE,
     index_file: str | Path | None = None,
+    sampler: str = "hash",
 ) -> TransferTasks:
     """Train/val on every class of ``source``; one test task per target with its class names."""
-    return transfer_tasks(source_split, target_splits, shots, seed, source, index_file)
+    return transfer_tasks(source_split, target_splits, shots, seed, source, index_file, sampler)

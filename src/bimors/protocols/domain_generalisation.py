@@ -19,15 +19,14 @@ SOURCE = "patternnetv2"
 TARGETS = ("rsicdv2", "resisc45v2", "mlrsnetv2")
 
 
-def domain_generalisation_tasks(
-    source_split: Split,
-    target_splits: Mapping[str, Split],
-    shots: int,
-    seed: int,
-    source: str = SOURCE,
-    index_file: str | Path | None = None,
-) -> TransferTasks:
-    """Train/val on ``source``; test on each target, which must share the label order."""
+def check_label_order(source: str, source_split: Split, target_splits: Mapping[str, Split]) -> None:
+    """Refuse a target whose classes or label order differ from the source's.
+
+    The protocol's 16 labels are one label set seen in four domains: a head
+    indexed by label (the linear probe) would score a reordered target wrongly
+    without any error, and per-class results would not line up, so the order
+    is checked, not only the set.
+    """
     for name, split in target_splits.items():
         if split.classnames != source_split.classnames:
             raise DataError(
@@ -35,4 +34,17 @@ def domain_generalisation_tasks(
                 f"{name} has {split.classnames}, {source} has {source_split.classnames}: "
                 "use the published v2 split files"
             )
-    return transfer_tasks(source_split, target_splits, shots, seed, source, index_file)
+
+
+def domain_generalisation_tasks(
+    source_split: Split,
+    target_splits: Mapping[str, Split],
+    shots: int,
+    seed: int,
+    source: str = SOURCE,
+    index_file: str | Path | None = None,
+    sampler: str = "hash",
+) -> TransferTasks:
+    """Train/val on ``source``; test on each target, which must share the label order."""
+    check_label_order(source, source_split, target_splits)
+    return transfer_tasks(source_split, target_splits, shots, seed, source, index_file, sampler)

@@ -14,8 +14,9 @@ import dataclasses
 from collections.abc import Callable
 
 from bimors.data.base import SceneDataset
-from bimors.data.fewshot import fewshot_indices
-from bimors.protocols.base2new import MAX_VAL_SHOTS, Task, base2new_tasks
+from bimors.data.fewshot import draw_fewshot
+from bimors.protocols.base2new import Task, base2new_tasks, val_shots
+from bimors.protocols.domain_generalisation import check_label_order
 from bimors.protocols.plan import EvalSpec, Plan
 from bimors.registry import Registry
 
@@ -31,11 +32,13 @@ class Protocol:
 PROTOCOLS: Registry[Protocol] = Registry("protocol")
 
 
-def plan_base2new(dataset: SceneDataset, shots: int, seed: int, targets=()) -> Plan:
-    """Base-to-new on one dataset."""
+def plan_base2new(
+    dataset: SceneDataset, shots: int, seed: int, targets=(), sampler: str = "hash"
+) -> Plan:
+    """Base-to-new on one dataset (``sampler``: see :func:`bimors.data.fewshot.draw_fewshot`)."""
     if targets:
         raise ValueError("base2new evaluates on its own dataset; it takes no targets")
-    t = base2new_tasks(dataset.split(), shots, seed, dataset.name)
+    t = base2new_tasks(dataset.split(), shots, seed, dataset.name, sampler=sampler)
     return Plan(
         "base2new",
         dataset,
@@ -46,25 +49,36 @@ def plan_base2new(dataset: SceneDataset, shots: int, seed: int, targets=()) -> P
     )
 
 
-def _all_classes(dataset: SceneDataset, shots: int, seed: int) -> tuple[Task, Task, Task, dict]:
+def _all_classes(
+    dataset: SceneDataset, shots: int, seed: int, sampler: str
+) -> tuple[Task, Task, Task, dict]:
     split = dataset.split()
-    train_idx = fewshot_indices(split.train, shots, seed, f"{dataset.name}/train")
-    val_shots = min(shots, MAX_VAL_SHOTS) if shots > 0 else 0
-    val_idx = fewshot_indices(split.val, val_shots, seed, f"{dataset.name}/val")
+    idx = draw_fewshot(
+        {"train": (split.train, shots), "val": (split.val, val_shots(shots))},
+        seed,
+        dataset.name,
+        sampler,
+    )
     names = split.classnames
     return (
-        Task(names, [split.train[i] for i in train_idx]),
-        Task(names, [split.val[i] for i in val_idx]),
+        Task(names, [split.train[i] for i in idx["train"]]),
+        Task(names, [split.val[i] for i in idx["val"]]),
         Task(names, list(split.test)),
-        {"train": train_idx, "val": val_idx},
+        idx,
     )
 
 
-def _transfer(protocol: str) -> Callable[..., Plan]:
+def _transfer(protocol: str, same_labels: bool = False) -> Callable[..., Plan]:
     def build(
-        dataset: SceneDataset, shots: int, seed: int, targets: list[SceneDataset] = ()
+        dataset: SceneDataset,
+        shots: int,
+        seed: int,
+        targets: list[SceneDataset] = (),
+        sampler: str = "hash",
     ) -> Plan:
-        train, val, test, fewshot = _all_classes(dataset, shots, seed)
+        if same_labels:
+            check_label_order(dataset.name, dataset.split(), {t.name: t.split() for t in targets})
+        train, val, test, fewshot = _all_classes(dataset, shots, seed, sampler)
         evals = [EvalSpec(dataset, "all", test)]
         for target in targets:
             split = target.split()
@@ -84,7 +98,7 @@ PROTOCOLS.register("cross_dataset")(
 PROTOCOLS.register("domain_gen")(
     Protocol(
         "domain_gen",
-        _transfer("domain_gen"),
+        _transfer("domain_gen", same_labels=True),
         "patternnetv2",
         ("rsicdv2", "resisc45v2", "mlrsnetv2"),
     )

@@ -13,7 +13,7 @@ from typing import Any
 from bimors.backbones import load_backbone
 from bimors.backbones.base import FrozenCLIP
 from bimors.config import apply_overrides, load_yaml
-from bimors.data import DATASETS, build_dataset, dataset_options
+from bimors.data import DATASETS, build_dataset, check_exclusions, dataset_options
 from bimors.data.base import SceneDataset
 from bimors.engine.dist import Dist
 from bimors.errors import ConfigError
@@ -60,8 +60,10 @@ def config_for(
     seed: int | None,
     config_file: str | Path | None,
     overrides: list[str],
+    protocol: str | None = None,
 ) -> RunConfig:
-    """The resolved config of one grid cell: preset <- file <- overrides <- cell values.
+    """The resolved config of one grid cell: preset (for ``protocol`` and ``dataset``) <-
+    file <- overrides <- cell values.
 
     The cell values come from command-line flags; a config file or ``--set``
     naming another value for the same field is refused rather than silently
@@ -92,7 +94,26 @@ def config_for(
                 f"give it once, with {flag}"
             )
     cell = [f"data.dataset={dataset}", f"data.root={root}", f"train.seed={seed}"]
-    return resolve_config(method, config_file, [*overrides, *cell])
+    return resolve_config(method, config_file, [*overrides, *cell], protocol)
+
+
+def build_datasets(
+    roots: Roots, source: str, targets: list[str], cfg: RunConfig
+) -> tuple[SceneDataset, list[SceneDataset]]:
+    """The training dataset and the transfer targets, each with the run's data options.
+
+    The targets get the run's seeded-split seed and exclude list (not its
+    ``split_file``, which is the training dataset's). With targets, the one
+    exclude list is shared: each dataset takes the entries it has (``NAME:``
+    scopes an entry to one dataset), and every entry must belong to one.
+    """
+    options = dataset_options(cfg.data)
+    if targets and "exclude" in options:  # one list for all: each takes its own entries
+        options["exclude_shared"] = True
+    train_ds = roots.dataset(source, options)
+    target_ds = [roots.dataset(t, dataset_options(cfg.data, target=True)) for t in targets]
+    check_exclusions(cfg.data.exclude, [train_ds, *target_ds])
+    return train_ds, target_ds
 
 
 def run_grid(
@@ -132,26 +153,32 @@ def run_grid(
     backbones: dict[tuple, FrozenCLIP] = {}
     records: list[dict[str, Any]] = []
     for source in sources:
-        # split file, seed and exclude list of the config apply to the training dataset
-        first = config_for(methods[0], source, roots(source), seeds[0], config_file, overrides)
-        train_ds = roots.dataset(source, dataset_options(first.data))
-        target_ds = [roots.dataset(t) for t in target_names]
+        first = config_for(
+            methods[0], source, roots(source), seeds[0], config_file, overrides, protocol
+        )
+        train_ds, target_ds = build_datasets(roots, source, target_names, first)
         captioned = [m for m in methods if METHODS.get(m).uses_captions]
         if caption and captioned:
             from bimors.captions.fill import fill_stores
 
-            cfg = config_for(captioned[0], source, roots(source), seeds[0], config_file, overrides)
+            cfg = config_for(
+                captioned[0], source, roots(source), seeds[0], config_file, overrides, protocol
+            )
             fill_stores(
                 CaptionStores(cfg, stores), [train_ds, *target_ds], cfg.train.device, progress
             )
         for method in methods:
             for seed in seeds:
-                cfg = config_for(method, source, roots(source), seed, config_file, overrides)
+                cfg = config_for(
+                    method, source, roots(source), seed, config_file, overrides, protocol
+                )
                 key = (cfg.backbone.adapter, cfg.backbone.model, cfg.backbone.pretrained)
                 if key not in backbones:
                     dist = Dist(cfg.train.device)
                     backbones[key] = load_backbone(*key).to(dist.device)
-                plan = proto.build(train_ds, cfg.data.shots, seed, target_ds)
+                plan = proto.build(
+                    train_ds, cfg.data.shots, seed, target_ds, sampler=cfg.data.fewshot_sampler
+                )
                 run_dir = run_dir_for(out, protocol, source, method, seed)
                 logger.info("%s: %s on %s, seed %d -> %s", protocol, method, source, seed, run_dir)
                 caption_stores = CaptionStores(cfg, stores)

@@ -36,6 +36,7 @@ def transfer_tasks(
     seed: int,
     source: str,
     index_file: str | Path | None = None,
+    sampler: str = "hash",
 ) -> TransferTasks:
     """Few-shot tasks on all classes of ``source``; every target's test split as is."""
     if not target_splits:
@@ -48,6 +49,7 @@ def transfer_tasks(
         source,
         shots,
         index_file,
+        sampler,
     )
     names = list(source_split.classnames)
     return TransferTasks(
