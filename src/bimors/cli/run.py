@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 from pathlib import Path
 
 from bimors.cli.common import (
@@ -46,9 +48,69 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="first caption the images the caption stores lack, with the configured captioner "
         "and encoder (complete stores are skipped at no cost)",
     )
+    p.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="K/N",
+        help="run only the K-th of N disjoint parts of the grid (e.g. $SLURM_ARRAY_TASK_ID/N); "
+        "a run another process holds is skipped",
+    )
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="print the grid's runs as JSON lines (run folder, command that runs it) and exit",
+    )
     add_store_args(p)
     add_config_args(p)
     p.set_defaults(func=run)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N (e.g. 3/8)") from None
+    if n < 1 or not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"{text!r}: K must be in 1..N")
+    return k, n
+
+
+def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
+    """One entry per run of the grid (of this shard): its folder and the command for it alone."""
+    from bimors.protocols.plans import PROTOCOLS
+    from bimors.protocols.runner import grid_cells, run_dir_for
+
+    proto = PROTOCOLS.get(args.protocol)
+    sources = args.dataset or ([proto.default_source] if proto.default_source else [])
+    out_dir = Path(args.out).absolute()
+    common = ["bimors", "run", "--protocol", args.protocol, "--out", str(out_dir)]
+    for root in args.root:
+        common += ["--root", root]
+    if args.data_root:
+        common += ["--data-root", args.data_root]
+    if args.targets is not None:
+        common += ["--targets", *args.targets]
+    if args.config:
+        common += ["--config", str(args.config)]
+    for item in args.overrides:
+        common += ["--set", item]
+    for item in args.store:
+        common += ["--store", item]
+    out = []
+    for source, method, seed in grid_cells(sources, args.method, args.seeds, args.shard):
+        run_dir = run_dir_for(out_dir, args.protocol, source, method, seed)
+        cmd = [*common, "--dataset", source, "--method", method, "--seeds", str(seed)]
+        out.append(
+            {
+                "run": str(run_dir),
+                "protocol": args.protocol,
+                "dataset": source,
+                "method": method,
+                "seed": seed,
+                "command": shlex.join(cmd),
+            }
+        )
+    return out
 
 
 def roots_from(args: argparse.Namespace, datasets: list[str] | None):
@@ -68,6 +130,11 @@ def run(args: argparse.Namespace) -> int:
     from bimors.protocols.runner import run_grid
     from bimors.report.build import build_report
 
+    if args.list:
+        for entry in list_runs(args):
+            print(json.dumps(entry))
+        return 0
+
     records = run_grid(
         args.protocol,
         args.method,
@@ -82,8 +149,15 @@ def run(args: argparse.Namespace) -> int:
         args.overwrite,
         progress_enabled(),
         args.caption,
+        args.shard,
     )
     if not main_process():  # one report per launch
+        return 0
+    if args.shard is not None:  # other shards may still be running: report when all are done
+        print(
+            f"{len(records)} records from shard {args.shard[0]}/{args.shard[1]}; when every "
+            f"shard has finished: bimors report {args.out}"
+        )
         return 0
     report = build_report(args.out)
     print(report["markdown"])

@@ -16,6 +16,7 @@ from bimors.config import apply_overrides, load_yaml
 from bimors.data import DATASETS, build_dataset, check_exclusions, dataset_options
 from bimors.data.base import SceneDataset
 from bimors.engine.dist import Dist
+from bimors.engine.runlock import RunLock
 from bimors.errors import ConfigError
 from bimors.experiment import CaptionStores, run_plan
 from bimors.methods import METHODS
@@ -130,12 +131,16 @@ def run_grid(
     overwrite: bool = False,
     progress: bool = False,
     caption: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``protocol`` for every method, training dataset and seed; returns all records.
 
     With ``caption``, the caption stores of every dataset the grid touches are
     first filled (see :func:`bimors.captions.fill.fill_stores`), so the grid
-    runs from raw images in one call.
+    runs from raw images in one call. ``shard=(K, N)`` runs only the K-th of N
+    disjoint parts of the grid (:func:`grid_cells`); every run holds a lock on
+    its folder while it works, so processes that share ``out`` never run the
+    same run at once (a run locked by another process is skipped).
     """
     proto = PROTOCOLS.get(protocol)
     overrides = overrides or []
@@ -143,16 +148,23 @@ def run_grid(
     if not sources:
         raise ConfigError(f"protocol {protocol!r} needs --dataset")
     target_names = list(targets) if targets is not None else list(proto.default_targets)
+    mine = set(grid_cells(sources, methods, seeds, shard))
+    if shard is not None and caption:
+        raise ConfigError(
+            "--caption with --shard would let shards fill one caption store at once; fill the "
+            "stores first (bimors caption --dataset NAME --root DIR, once per dataset), then "
+            "start the shards without --caption"
+        )
     # every cell's config is resolved and checked before the first one runs
-    for source in sources:
-        for method in methods:
-            for seed in seeds:
-                cell = config_for(method, source, roots(source), seed, config_file, overrides)
-                check_config(cell)
+    for source, method, seed in sorted(mine, key=lambda c: (c[0], c[1], c[2])):
+        cell = config_for(method, source, roots(source), seed, config_file, overrides, protocol)
+        check_config(cell)
     check_writable(out, "--out")
     backbones: dict[tuple, FrozenCLIP] = {}
     records: list[dict[str, Any]] = []
     for source in sources:
+        if not any(c[0] == source for c in mine):
+            continue
         first = config_for(
             methods[0], source, roots(source), seeds[0], config_file, overrides, protocol
         )
@@ -169,6 +181,8 @@ def run_grid(
             )
         for method in methods:
             for seed in seeds:
+                if (source, method, seed) not in mine:
+                    continue
                 cfg = config_for(
                     method, source, roots(source), seed, config_file, overrides, protocol
                 )
@@ -181,6 +195,11 @@ def run_grid(
                 )
                 run_dir = run_dir_for(out, protocol, source, method, seed)
                 logger.info("%s: %s on %s, seed %d -> %s", protocol, method, source, seed, run_dir)
+                lock = RunLock(run_dir)
+                dist = Dist(cfg.train.device)
+                if not dist.on_main(lock.acquire):
+                    logger.info("%s is being run by %s; skipping it", run_dir, lock.holder())
+                    continue
                 caption_stores = CaptionStores(cfg, stores)
                 try:
                     records += run_plan(
@@ -191,8 +210,27 @@ def run_grid(
                         run_dir,
                         overwrite,
                         progress,
-                        Dist(cfg.train.device),
+                        dist,
                     )
                 finally:
                     caption_stores.close()
+                    lock.release()
     return records
+
+
+def grid_cells(
+    sources: list[str], methods: list[str], seeds: list[int], shard: tuple[int, int] | None = None
+) -> list[tuple[str, str, int]]:
+    """The grid's (dataset, method, seed) cells in run order; with ``shard=(K, N)`` the K-th part.
+
+    Cell i belongs to shard ``i % N + 1``: a pure function of the grid, so N
+    jobs given the same command with ``--shard 1/N`` .. ``N/N`` cover every run
+    exactly once, whichever order they start in.
+    """
+    cells = [(src, m, seed) for src in sources for m in methods for seed in seeds]
+    if shard is None:
+        return cells
+    k, n = shard
+    if n < 1 or not 1 <= k <= n:
+        raise ConfigError(f"--shard {k}/{n}: K must be in 1..N")
+    return [c for i, c in enumerate(cells) if i % n == k - 1]
