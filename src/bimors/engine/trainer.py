@@ -282,6 +282,18 @@ class Trainer:
                 trainer=self._state(epoch, steps, skipped, history, best),
             )
 
+    def _save_unlooped(self, selection: str) -> None:
+        """``checkpoint.pt`` of a run without an SGD loop (epoch 0), by the main process."""
+        if self.out_dir and self.dist.is_main:
+            save_checkpoint(
+                self.out_dir / FINAL,
+                self.method,
+                self.run_config,
+                epoch=0,
+                selected_epoch=0,
+                selection=selection,
+            )
+
     def _fit_nothing(self, train: TaskData) -> TrainResult:
         """A method with nothing to train (zero-shot CLIP): still a finished run.
 
@@ -291,15 +303,7 @@ class Trainer:
         """
         logger.info("method %s has nothing to train; skipping training", self.method.name)
         self.method.set_classnames(train.classnames)
-        if self.out_dir and self.dist.is_main:
-            save_checkpoint(
-                self.out_dir / FINAL,
-                self.method,
-                self.run_config,
-                epoch=0,
-                selected_epoch=0,
-                selection="last",
-            )
+        self._save_unlooped("last")
         self.dist.barrier()
         return TrainResult(0, 0, 0, float("nan"), "last", 0, [])
 
@@ -320,15 +324,7 @@ class Trainer:
         history = [row]
         self._write_epoch(row, history)
         selection = "val" if val is not None else "last"
-        if self.out_dir and self.dist.is_main:
-            save_checkpoint(
-                self.out_dir / FINAL,
-                self.method,
-                self.run_config,
-                epoch=0,
-                selected_epoch=0,
-                selection=selection,
-            )
+        self._save_unlooped(selection)
         if getattr(self, "_tb", None) is not None:
             self._tb.close()
         self.dist.barrier()
