@@ -24,6 +24,8 @@ from bimors.captions.store import CaptionStore
 from bimors.errors import ConfigError, DataError
 from bimors.run_config import CaptionConfig, resolve_config
 
+from .test_captions_store import PROV  # one provenance fixture for both
+
 
 def official_with_torchvision(image: Image.Image) -> Image.Image:
     """The official script's steps, with the torchvision transforms it uses."""
@@ -138,20 +140,6 @@ def test_the_bimors_preset_reproduces_the_official_caption_script():
     assert cur.generation().budget() == {"max_new_tokens": 16} and cur.preprocess == "none"
     with pytest.raises(ConfigError, match="exactly one of captions.max_new_tokens"):
         resolve_config("bimors", overrides=["captions.max_new_tokens=16"])
-
-
-PROV = {
-    "captioner": "Salesforce/blip2-flan-t5-xl",
-    "captioner_revision": None,
-    "captioner_dtype": "float32",
-    "generation": {"num_beams": 4, "max_new_tokens": 16, "early_stopping": True, "prompt": None},
-    "encoder": "bert-base-uncased",
-    "encoder_revision": None,
-    "encoder_dtype": "float32",
-    "pooling": "masked-mean",
-    "dim": 4,
-    "versions": {"torch": "x"},
-}
 
 
 def _expect(c: CaptionConfig) -> dict:

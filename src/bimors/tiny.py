@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
+from bimors.backbones.base import OPENAI_MEAN, OPENAI_STD
+
 logger = logging.getLogger(__name__)
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_MEAN, CLIP_STD = OPENAI_MEAN, OPENAI_STD
 
 
 @dataclass(frozen=True)

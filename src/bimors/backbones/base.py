@@ -17,6 +17,10 @@ from torch import Tensor, nn
 
 from bimors.backbones.towers import TextTower, VisionTower, gather_eos
 
+#: OpenAI CLIP's image normalisation, shared by every CLIP-family checkpoint we know.
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
 
 @dataclass
 class ImageFeatures:

@@ -12,15 +12,13 @@ import logging
 
 from torch import Tensor
 
-from bimors.backbones.base import FrozenCLIP, Preprocess
+from bimors.backbones.base import OPENAI_MEAN, OPENAI_STD, FrozenCLIP, Preprocess
 from bimors.backbones.blocks import UnsupportedBlocks, hf_plain_blocks
 from bimors.backbones.towers import TextTower, VisionTower
 from bimors.model_loading import ModelLoadError, load_failure, missing_folder
 
 logger = logging.getLogger(__name__)
 
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 _LOAD_ERRORS = (OSError, ValueError, ImportError, AttributeError, TypeError, RuntimeError)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from bimors.backbones.base import FrozenCLIP, ImageFeatures, Preprocess
+from bimors.backbones.base import OPENAI_MEAN, OPENAI_STD, FrozenCLIP, ImageFeatures, Preprocess
 from bimors.backbones.blocks import UnsupportedBlocks, open_clip_plain_blocks
 from bimors.backbones.towers import TextTower, VisionTower
 from bimors.model_loading import (
@@ -33,8 +33,6 @@ from bimors.model_loading import (
 
 logger = logging.getLogger(__name__)
 
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 FOLDER_CONFIG = "open_clip_config.json"
 FOLDER_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 

@@ -20,10 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bimors.backbones.base import OPENAI_MEAN, OPENAI_STD
 from bimors.errors import UnknownNameError
-
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 _OPENAI_CITE = (
     "Radford et al., Learning Transferable Visual Models From Natural Language Supervision, "
