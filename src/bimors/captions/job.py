@@ -9,6 +9,12 @@ Sharded: under ``accelerate launch`` (or ``torchrun``) with N processes,
 process r takes every N-th batch and commits into its own part file beside
 the store; process 0 merges the parts when all are done. Parts left by a
 killed run, whatever its process count, are merged at the start of the next.
+
+One filler at a time: the job holds ``<store>.lock`` (see
+:mod:`bimors.engine.runlock`) while it writes, and a second job on the same
+store is refused with the holder's name, as it would caption the same images
+again. Readers (training runs) need no lock: SQLite lets them read the
+committed batches while the job writes.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from bimors.captions.provenance import identity, job_provenance
 from bimors.captions.reader import read_batches
 from bimors.captions.store import CaptionStore
 from bimors.captions.verify import check_hashes
+from bimors.engine.runlock import RunLock
 from bimors.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -98,10 +105,59 @@ def caption_images(
             after all the others are captioned and committed.
     """
     root, store_path = Path(root), Path(store_path)
+    rank = processes.process_index if processes else 0
+    keys = sorted(set(relpaths))
+    lock = RunLock(store_path, "caption store")
+    if rank == 0:
+        try:
+            held = lock.acquire()
+        except OSError as err:
+            raise DataError(
+                f"cannot create the caption store's lock file {lock.path} ({err}); pass --store "
+                "with a writable location"
+            ) from None
+        if not held:
+            raise DataError(
+                f"caption store {store_path} is being filled by {lock.holder()} (lock file "
+                f"{lock.path}); wait for that job to finish, then rerun this command: it "
+                "captions only what is still missing. If no such job runs any more, delete "
+                "the lock file"
+            )
+    try:
+        return _fill(
+            root,
+            keys,
+            store_path,
+            captioner,
+            encoder,
+            batch_size,
+            progress,
+            num_workers,
+            verify,
+            processes,
+            source,
+        )
+    finally:
+        lock.release()
+
+
+def _fill(
+    root: Path,
+    keys: list[str],
+    store_path: Path,
+    captioner: Captioner,
+    encoder: CaptionEncoder,
+    batch_size: int,
+    progress: bool,
+    num_workers: int,
+    verify: bool,
+    processes: Processes | None,
+    source: Mapping[str, Any] | None,
+) -> CaptionStore:
+    """:func:`caption_images` once the store's lock is held (by process 0)."""
     rank, world = (processes.process_index, processes.num_processes) if processes else (0, 1)
     barrier = processes.wait_for_everyone if processes else (lambda: None)
     prov = job_provenance(captioner, encoder)
-    keys = sorted(set(relpaths))
     if rank == 0:
         with CaptionStore.open_or_create(store_path, prov, source) as store:
             merge_parts(store)

@@ -39,6 +39,7 @@ from bimors.captions.provenance import (
     model_ref,
     with_legacy_defaults,
 )
+from bimors.engine.runlock import held_by
 from bimors.errors import DataError, StorageError
 
 logger = logging.getLogger(__name__)
@@ -108,12 +109,16 @@ class CaptionStore:
             raise DataError(
                 f"caption store {self.path} does not exist; make it with `bimors caption`"
             )
-        uri = self.path.resolve().as_uri() + ("?mode=ro" if readonly else "")
-        self._db = sqlite3.connect(uri, uri=True, timeout=120)
         try:
-            meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            meta = self._connect(readonly)
+        except sqlite3.OperationalError as err:
+            if "no such table" in str(err):
+                raise DataError(f"{self.path} is not a caption store ({err})") from None
+            if not readonly or getattr(err, "sqlite_errorname", "") != "SQLITE_READONLY_ROLLBACK":
+                raise DataError(f"cannot read caption store {self.path} ({err})") from None
+            self._roll_back_killed_batch()
+            meta = self._connect(readonly)
         except sqlite3.DatabaseError as err:
-            self._db.close()
             raise DataError(f"{self.path} is not a caption store ({err})") from None
         if meta.get("format") != FORMAT:
             self._db.close()
@@ -121,6 +126,40 @@ class CaptionStore:
         self.dim = int(meta["dim"])
         self.provenance: dict[str, Any] = with_legacy_defaults(json.loads(meta["provenance"]))
         self.source: dict[str, Any] = json.loads(meta.get("source", "{}"))
+
+    def _connect(self, readonly: bool) -> dict[str, str]:
+        """Open the connection; returns the meta table (the first read)."""
+        uri = self.path.resolve().as_uri() + ("?mode=ro" if readonly else "")
+        self._db = sqlite3.connect(uri, uri=True, timeout=120)
+        try:
+            return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.DatabaseError:
+            self._db.close()
+            raise
+
+    def _roll_back_killed_batch(self) -> None:
+        """Undo the batch a killed caption job left half-written (its hot journal).
+
+        A read-only connection cannot roll it back and SQLite refuses to read
+        past it; any connection with write access rolls it back on its first
+        read, under SQLite's own locks, so the store is again exactly what the
+        job had committed.
+        """
+        journal = self.path.with_name(self.path.name + "-journal")
+        try:
+            db = sqlite3.connect(self.path.resolve().as_uri(), uri=True, timeout=120)
+            try:
+                db.execute("SELECT COUNT(*) FROM meta").fetchone()
+            finally:
+                db.close()
+        except sqlite3.OperationalError as err:
+            raise DataError(
+                f"caption store {self.path} holds a batch half-written by a killed caption job "
+                f"({journal.name}), and this process may not write there to roll it back "
+                f"({err}); rerun the caption command once as a user who can write the folder "
+                "(it rolls the batch back and continues after the last committed one)"
+            ) from None
+        logger.warning("%s: rolled back a batch left half-written by a killed job", self.path)
 
     @classmethod
     def open_or_create(
@@ -264,6 +303,18 @@ class CaptionStore:
         return n
 
     # -- reading ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """Run several SELECTs in one read transaction (SQLite's shared lock)."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.rollback()
+
     def __len__(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM captions").fetchone()[0])
 
@@ -325,16 +376,24 @@ class CaptionStore:
             )
         found: dict[str, bytes] = {}
         unique = sorted(set(relpaths))
-        for start in range(0, len(unique), _CHUNK):
-            chunk = unique[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                self._db.execute(
-                    f"SELECT relpath, vector FROM captions WHERE relpath IN ({marks})", chunk
+        with self._snapshot():  # one view of the store, even while a caption job commits
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                found.update(
+                    self._db.execute(
+                        f"SELECT relpath, vector FROM captions WHERE relpath IN ({marks})", chunk
+                    )
                 )
-            )
         missing = [r for r in unique if r not in found]
         if missing:
+            filler = held_by(self.path)
+            if filler:
+                raise DataError(
+                    f"caption store {self.path} lacks {len(missing)} of {len(unique)} images "
+                    f"and is being filled by {filler} right now; start this run when that "
+                    "caption job has finished"
+                )
             failed = self.failures()
             n_failed = sum(r in failed for r in missing)
             note = (

@@ -1,4 +1,4 @@
-"""A lock per run folder, so processes sharing a runs folder never run the same run at once.
+"""A lock per run folder (or caption store), so processes sharing it never work on it at once.
 
 Grid shards (``bimors run --shard K/N``) are disjoint, but a user may start
 the same shard twice, or a whole grid beside a shard. The lock is a file
@@ -9,6 +9,9 @@ when the lock has not been refreshed for ``STALE_AFTER_S`` (the holder
 refreshes it as it works; a killed job stops refreshing). On a network
 filesystem, ``O_EXCL`` creation is atomic on NFSv3+ and most cluster
 filesystems (Lustre, GPFS, BeeGFS).
+
+The caption job takes the same kind of lock on its store (``<store>.lock``):
+two processes filling one store would caption the same images twice.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ REFRESH_S = 300
 
 
 def lock_path(run_dir: str | Path) -> Path:
+    """``<folder or file>.lock``, beside what it guards."""
     run_dir = Path(run_dir)
     return run_dir.with_name(run_dir.name + ".lock")
 
@@ -55,11 +59,24 @@ def _stale(path: Path) -> bool:
     return age > STALE_AFTER_S
 
 
-class RunLock:
-    """``with RunLock(run_dir) as held:`` runs the body with ``held`` True only if taken."""
+def held_by(guarded: str | Path) -> str | None:
+    """``host:pid`` of the live holder of ``guarded``'s lock, or None if nobody holds it."""
+    path = lock_path(guarded)
+    if not path.exists() or _stale(path):
+        return None
+    lock = RunLock(guarded)
+    return lock.holder()
 
-    def __init__(self, run_dir: str | Path) -> None:
+
+class RunLock:
+    """``with RunLock(run_dir) as held:`` runs the body with ``held`` True only if taken.
+
+    ``what`` names the guarded thing in log lines (a run, a caption store).
+    """
+
+    def __init__(self, run_dir: str | Path, what: str = "run") -> None:
         self.path = lock_path(run_dir)
+        self.what = what
         self.held = False
         self._stop = threading.Event()
 
@@ -71,7 +88,7 @@ class RunLock:
             except FileExistsError:
                 if not _stale(self.path):
                     return False
-                logger.warning("%s: its holder is gone; taking the run over", self.path)
+                logger.warning("%s: its holder is gone; taking the %s over", self.path, self.what)
                 self.path.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, "w", encoding="utf-8") as f:
