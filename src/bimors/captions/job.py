@@ -14,7 +14,7 @@ killed run, whatever its process count, are merged at the start of the next.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -72,6 +72,7 @@ def caption_images(
     verify: bool = False,
     processes: Processes | None = None,
     source: Mapping[str, Any] | None = None,
+    groups: Sequence[Sequence[str]] | None = None,
 ) -> CaptionStore:
     """Caption every image of ``relpaths`` under ``root`` that the store lacks.
 
@@ -89,6 +90,8 @@ def caption_images(
             one process.
         source: dataset name and root, recorded to print the command that
             fills the store.
+        groups: ``relpaths`` in groups batched one after the other (see
+            :func:`~bimors.captions.plan.plan_batches`); None: one group.
 
     Returns:
         The store, open (read-only on processes other than the main one).
@@ -102,6 +105,8 @@ def caption_images(
     barrier = processes.wait_for_everyone if processes else (lambda: None)
     prov = job_provenance(captioner, encoder)
     keys = sorted(set(relpaths))
+    if groups is not None and set().union(*map(set, groups)) != set(keys):
+        raise ValueError("groups must hold exactly the relpaths")
     if rank == 0:
         with CaptionStore.open_or_create(store_path, prov, source) as store:
             merge_parts(store)
@@ -114,7 +119,7 @@ def caption_images(
     with CaptionStore(store_path, readonly=world > 1) as store:
         store.check(identity(prov), "this job", "pass a new --store path")
         done, failed = store.keys(), set(store.failures())
-    batches = plan_batches(keys, done, failed, batch_size)
+    batches = plan_batches(groups or keys, done, failed, batch_size)
     mine = batches[rank::world]
     logger.info(
         "%d of %d images to caption (%d batches%s) into %s",
