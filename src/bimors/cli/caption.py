@@ -16,9 +16,11 @@ from bimors.cli.common import main_process, progress_enabled
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "caption",
-        help="caption every image of a dataset once (resumable; shards under accelerate launch)",
+        help="caption the images of a dataset once: all, or those a --protocol grid reads "
+        "(resumable; shards under accelerate launch)",
         description=(
-            "Caption every image of the dataset's train/val/test split with a frozen "
+            "Caption every image of the dataset's train/val/test split (with --protocol: only "
+            "those the grid's runs read) with a frozen "
             "image-to-text model, encode each caption with a frozen text encoder, and store "
             "text, vector and provenance per image. Rerun the same command after a crash to "
             "finish the job; run it under `accelerate launch --multi_gpu --num_processes N -m "
@@ -176,11 +178,10 @@ def run(args: argparse.Namespace) -> int:
         n, dim, coverage = len(store), store.dim, store.coverage()
     if not main_process():  # one report per sharded job
         return 0
-    asked = f"; the grid reads {len(only)}, all in it" if only is not None else ""
-    print(
-        f"{n} captions ({dim}-d vectors) in {store.path}"
-        + (f" ({coverage}{asked})" if coverage else "")
-    )
+    print(f"{n} captions ({dim}-d vectors) in {store.path}")
+    if coverage:
+        asked = f"; the grid reads {len(only)}, all in it" if only is not None else ""
+        print(coverage + asked)
     print(f"read them: bimors captions show {store.path}")
     return 0
 
