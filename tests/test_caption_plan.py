@@ -194,9 +194,13 @@ def test_a_run_missing_captions_names_the_plan_fill_command_which_fills_them(
     n = len(dataset_relpaths(src))
     assert f"of {n} images of the split captioned; the grid reads {len(seed2)}" in out
     assert main(["captions", "show", str(data["store"]), "--limit", "0"]) == 0
-    assert f"; {len(seed1.relpaths() | seed2.relpaths())} of {n} images of the split" in (
-        capsys.readouterr().out
-    )
+    both = len(seed1.relpaths() | seed2.relpaths())
+    assert f"; {both} of {n} images of the split captioned" in capsys.readouterr().out
+    assert main(["captions", "verify", str(data["store"]), "--root", str(data["source"])]) == 0
+    assert (
+        f"{both} images checked: 0 changed, 0 missing or unreadable; {both} of {n} images of "
+        "the split captioned"
+    ) in capsys.readouterr().out
 
 
 def test_caption_cli_for_a_transfer_target_captions_its_test_split_only(data, capsys):
