@@ -255,8 +255,16 @@ def test_run_with_caption_fills_the_default_store_then_trains(env, tmp_path, cap
     assert main([*argv, "--caption"]) == 0
     blip2 = env["sets"][5].split("=", 1)[1]  # captions.captioner=<tiny BLIP-2>
     store_path = default_store_path(scenes, blip2, str(minilm_path()))
-    with CaptionStore(store_path, readonly=True) as store:
-        assert len(store) == len(list(scenes.glob("*/*.png")))
+    from bimors.captions.scope import Cell, plan_images
+    from bimors.data.synthetic import SyntheticScenes
+    from bimors.run_config import resolve_config
+
+    cfg = resolve_config("bimors", overrides=env["sets"][1::2], protocol="base2new")
+    cell = Cell(1, cfg.data.shots, cfg.data.fewshot_sampler)
+    planned = plan_images("base2new", SyntheticScenes(scenes), [], [cell])["synthetic"]
+    with CaptionStore(store_path, readonly=True) as store:  # only what the run reads (issue 12)
+        assert store.keys() == planned.relpaths()
+        assert len(store) < len(list(scenes.glob("*/*.png")))
     assert (runs / "base2new" / "synthetic" / "bimors" / "seed1" / "results.jsonl").is_file()
     stamp = store_path.stat().st_mtime_ns
     assert main([*argv, "--caption"]) == 0  # complete store and finished run: nothing redone

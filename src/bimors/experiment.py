@@ -116,16 +116,32 @@ def task_data(
     train: bool,
     store: CaptionStore | None,
     style: str,
+    fill: str | None = None,
 ) -> TaskData:
-    """Images of ``task`` with the backbone's transform and, if a store is given, captions."""
+    """Images of ``task`` with the backbone's transform and, if a store is given, captions.
+
+    ``fill``: the command named when the store lacks an image (default: the
+    one that captions the whole dataset).
+    """
     images = ImageDataset(
         dataset.image_root, task.samples, build_transform(backbone.preprocess, train)
     )
     captions = None
     if store is not None:
-        fill = store.fill_command(dataset.name, dataset.root)
+        fill = fill or store.fill_command(dataset.name, dataset.root)
         captions = store.vectors([s.relpath for s in task.samples], fill)
     return TaskData(images, dataset.prompt_names(task.classnames, style), captions)
+
+
+def plan_fill_options(cfg: RunConfig, plan: Plan, dataset: SceneDataset) -> str:
+    """``bimors caption`` options that caption the images of ``dataset`` this run reads."""
+    from bimors.captions.scope import Cell, plan_options
+
+    source = plan.train_dataset.name
+    if dataset.name != source:
+        return plan_options(plan.protocol, source, Cell(0, 0), [dataset.name])
+    cell = Cell(cfg.train.seed, cfg.data.shots, cfg.data.fewshot_sampler)
+    return plan_options(plan.protocol, source, cell)
 
 
 def run_plan(
@@ -165,7 +181,10 @@ def run_plan(
 
     def data(dataset: SceneDataset, task: Task, train: bool) -> TaskData:
         store = stores.get(dataset) if uses_captions else None
-        return task_data(dataset, task, backbone, train, store, cfg.data.classnames)
+        fill = store and store.fill_command(dataset.name, dataset.root) + plan_fill_options(
+            cfg, plan, dataset
+        )  # the command that captions what this run reads
+        return task_data(dataset, task, backbone, train, store, cfg.data.classnames, fill)
 
     train = data(plan.train_dataset, plan.train, True)
     val = data(plan.train_dataset, plan.val, False)

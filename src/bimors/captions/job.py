@@ -20,7 +20,7 @@ committed batches while the job writes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -79,6 +79,7 @@ def caption_images(
     verify: bool = False,
     processes: Processes | None = None,
     source: Mapping[str, Any] | None = None,
+    groups: Sequence[Sequence[str]] | None = None,
 ) -> CaptionStore:
     """Caption every image of ``relpaths`` under ``root`` that the store lacks.
 
@@ -96,6 +97,8 @@ def caption_images(
             one process.
         source: dataset name and root, recorded to print the command that
             fills the store.
+        groups: ``relpaths`` in groups batched one after the other (see
+            :func:`~bimors.captions.plan.plan_batches`); None: one group.
 
     Returns:
         The store, open (read-only on processes other than the main one).
@@ -107,6 +110,8 @@ def caption_images(
     root, store_path = Path(root), Path(store_path)
     rank = processes.process_index if processes else 0
     keys = sorted(set(relpaths))
+    if groups is not None and set().union(*map(set, groups)) != set(keys):
+        raise ValueError("groups must hold exactly the relpaths")
     lock = RunLock(store_path, "caption store")
     if rank == 0:
         try:
@@ -136,6 +141,7 @@ def caption_images(
             verify,
             processes,
             source,
+            groups,
         )
     finally:
         lock.release()
@@ -153,6 +159,7 @@ def _fill(
     verify: bool,
     processes: Processes | None,
     source: Mapping[str, Any] | None,
+    groups: Sequence[Sequence[str]] | None,
 ) -> CaptionStore:
     """:func:`caption_images` once the store's lock is held (by process 0)."""
     rank, world = (processes.process_index, processes.num_processes) if processes else (0, 1)
@@ -170,7 +177,7 @@ def _fill(
     with CaptionStore(store_path, readonly=world > 1) as store:
         store.check(identity(prov), "this job", "pass a new --store path")
         done, failed = store.keys(), set(store.failures())
-    batches = plan_batches(keys, done, failed, batch_size)
+    batches = plan_batches(groups or keys, done, failed, batch_size)
     mine = batches[rank::world]
     logger.info(
         "%d of %d images to caption (%d batches%s) into %s",

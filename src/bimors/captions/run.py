@@ -1,8 +1,9 @@
 """Caption a registered dataset: what ``bimors caption`` does, as a library call.
 
-Every image of the dataset's train, val and test split is captioned, keyed by
-its path relative to the dataset's image root, which is how the trainer looks
-captions up.
+Every image of the dataset's train, val and test split is captioned, or only
+the images a protocol grid reads (``only``, see :mod:`bimors.captions.scope`),
+keyed by its path relative to the dataset's image root, which is how the
+trainer looks captions up.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import logging
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -27,7 +28,10 @@ from bimors.captions.job import caption_images, leftover_parts
 from bimors.captions.plan import plan_batches
 from bimors.captions.provenance import model_ref
 from bimors.captions.store import CaptionStore, default_store_path
-from bimors.errors import ConfigError
+from bimors.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from bimors.captions.scope import ImagePlan
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +87,7 @@ def caption_dataset(
     encoder_revision: str | None = None,
     progress: bool = True,
     options: dict[str, Any] | None = None,
+    only: ImagePlan | None = None,
 ) -> CaptionStore:
     """Caption every image of the registered ``dataset`` under ``root`` into ``store``.
 
@@ -90,7 +95,10 @@ def caption_dataset(
     ``num_workers`` (image decoding processes) to 4 on CUDA and 0 on CPUs.
     ``options`` go to the dataset (``exclude``, ``split_file``, ``split_seed``,
     ``check_split``): excluded images are never captioned, as they are never
-    trained on.
+    trained on. ``only`` limits the job to the images a grid reads (each
+    must be in the split); the store then holds a part of the split, which it
+    records (:meth:`~bimors.captions.store.CaptionStore.coverage`), and a
+    later job fills only what it lacks.
     A store that already holds every image returns at once, without loading
     any model; otherwise the models load and :func:`caption_images` runs.
     """
@@ -101,6 +109,18 @@ def caption_dataset(
     settings = settings or GenerationSettings()
     data = build_dataset(dataset, root, **(options or {}))
     relpaths = dataset_relpaths(data)
+    n_split = len(relpaths)
+    groups = None
+    if only is not None:
+        outside = sorted(only.relpaths() - set(relpaths))
+        if outside:
+            raise DataError(
+                f"{len(outside)} planned image(s) of {dataset} are not in its split "
+                f"(first: {', '.join(outside[:3])}); caption with the split options the runs use "
+                "(--split-file, --split-seed, --exclude)"
+            )
+        groups = only.groups()
+        relpaths = sorted(only.relpaths())
     store_path = Path(store) if store else default_store_path(data.root, captioner, encoder)
     state, dev = start_processes(device)
     torch_dtype = resolve_dtype(dtype, dev)
@@ -115,14 +135,16 @@ def caption_dataset(
     if store_path.is_file() and not verify and not leftover_parts(store_path):
         with CaptionStore(store_path, readonly=True) as existing:
             existing.check(expected, "this command", "pass a new --store path")
-            todo = plan_batches(relpaths, existing.keys(), set(existing.failures()), batch_size)
+            todo = plan_batches(
+                groups or relpaths, existing.keys(), set(existing.failures()), batch_size
+            )
         if not todo:
-            logger.info("%s already holds all %d images", store_path, len(relpaths))
+            logger.info("%s already holds all %d images asked for", store_path, len(relpaths))
             return CaptionStore(store_path, readonly=True)
     logger.info("loading captioner %s and encoder %s on %s", captioner, encoder, dev)
     cap = Captioner.from_pretrained(captioner, settings, dev, torch_dtype, captioner_revision)
     enc = CaptionEncoder.from_pretrained(encoder, dev, revision=encoder_revision)
-    return caption_images(
+    store = caption_images(
         data.image_root,
         relpaths,
         store_path,
@@ -134,4 +156,8 @@ def caption_dataset(
         verify=verify,
         processes=state if state.num_processes > 1 else None,
         source={"dataset": dataset, "root": str(Path(root).resolve())},
+        groups=groups,
     )
+    if state.process_index == 0:
+        store.record_split_size(n_split)
+    return store

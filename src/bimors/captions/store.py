@@ -126,6 +126,11 @@ class CaptionStore:
         self.dim = int(meta["dim"])
         self.provenance: dict[str, Any] = with_legacy_defaults(json.loads(meta["provenance"]))
         self.source: dict[str, Any] = json.loads(meta.get("source", "{}"))
+        #: images in the dataset's split when the store was last filled (None: not recorded);
+        #: a store filled for one grid's images holds fewer, and says so
+        self.split_images: int | None = (
+            int(meta["split_images"]) if "split_images" in meta else None
+        )
 
     def _connect(self, readonly: bool) -> dict[str, str]:
         """Open the connection; returns the meta table (the first read)."""
@@ -268,6 +273,18 @@ class CaptionStore:
             self._db.executemany("DELETE FROM failures WHERE relpath = ?", [r[:1] for r in rows])
             self._db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?)", bad)
             self._db.executemany("DELETE FROM captions WHERE relpath = ?", [b[:1] for b in bad])
+
+    def record_split_size(self, n: int) -> None:
+        """Record how many images the dataset's split has (see :attr:`split_images`)."""
+        with _writing(self.path), self._db:
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('split_images', ?)", (str(n),))
+        self.split_images = n
+
+    def coverage(self) -> str:
+        """``N of M images of the split captioned``; empty when M was not recorded."""
+        if self.split_images is None:
+            return ""
+        return f"{len(self)} of {self.split_images} images of the split captioned"
 
     def discard(self, relpaths: Iterable[str]) -> None:
         """Forget the captions of ``relpaths`` (stale after their image changed)."""

@@ -1,4 +1,7 @@
-"""``bimors caption``: caption and encode every image of a dataset into a caption store."""
+"""``bimors caption``: caption and encode the images of a dataset into a caption store.
+
+Every image of the split, or (``--protocol``) only those a protocol grid reads.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +16,11 @@ from bimors.cli.common import main_process, progress_enabled
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "caption",
-        help="caption every image of a dataset once (resumable; shards under accelerate launch)",
+        help="caption the images of a dataset once: all, or those a --protocol grid reads "
+        "(resumable; shards under accelerate launch)",
         description=(
-            "Caption every image of the dataset's train/val/test split with a frozen "
+            "Caption every image of the dataset's train/val/test split (with --protocol: only "
+            "those the grid's runs read) with a frozen "
             "image-to-text model, encode each caption with a frozen text encoder, and store "
             "text, vector and provenance per image. Rerun the same command after a crash to "
             "finish the job; run it under `accelerate launch --multi_gpu --num_processes N -m "
@@ -91,6 +96,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="use --split-file for a dataset with a published split without checking its pin",
     )
+    g = p.add_argument_group(
+        "only what a grid reads",
+        "with --protocol, caption only the images that grid's runs read of --dataset: "
+        "the few-shot train and val draws of each seed and the test split when it is the "
+        "grid's training dataset (--source), its test split when it is a transfer target. "
+        "A later grid with more seeds or shots fills only the difference.",
+    )
+    g.add_argument(
+        "--protocol", choices=["base2new", "cross_dataset", "domain_gen"], help="the grid"
+    )
+    g.add_argument(
+        "--source",
+        help="the grid's training dataset (default: the protocol's, e.g. patternnet for "
+        "cross_dataset; --dataset for base2new)",
+    )
+    g.add_argument(
+        "--targets", nargs="*", help="the grid's transfer targets (default: the protocol's)"
+    )
+    g.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="default: 1 2 3")
+    g.add_argument(
+        "--shots",
+        type=int,
+        nargs="+",
+        default=[16],
+        help="shots per class, one or more (default: 16, the presets')",
+    )
+    g.add_argument(
+        "--fewshot-sampler",
+        choices=["hash", "dassl"],
+        default="dassl",
+        help="the runs' data.fewshot_sampler (default: dassl, the presets')",
+    )
     p.add_argument(
         "--verify",
         action="store_true",
@@ -112,6 +149,13 @@ def run(args: argparse.Namespace) -> int:
         max_length=None if args.max_new_tokens is not None else args.max_length,
         preprocess=args.preprocess,
     )
+    options = {
+        "exclude": args.exclude,
+        "split_file": args.split_file,
+        "split_seed": args.split_seed,
+        "check_split": not args.custom_split,
+    }
+    only = grid_images(args, options) if args.protocol else None
     store = caption_dataset(
         args.dataset,
         args.root,
@@ -127,17 +171,39 @@ def run(args: argparse.Namespace) -> int:
         captioner_revision=args.captioner_revision,
         encoder_revision=args.encoder_revision,
         progress=progress,
-        options={
-            "exclude": args.exclude,
-            "split_file": args.split_file,
-            "split_seed": args.split_seed,
-            "check_split": not args.custom_split,
-        },
+        options=options,
+        only=only,
     )
     with store:
-        n, dim = len(store), store.dim
+        n, dim, coverage = len(store), store.dim, store.coverage()
     if not main_process():  # one report per sharded job
         return 0
     print(f"{n} captions ({dim}-d vectors) in {store.path}")
+    if coverage:
+        asked = f"; the grid reads {len(only)}, all in it" if only is not None else ""
+        print(coverage + asked)
     print(f"read them: bimors captions show {store.path}")
     return 0
+
+
+def grid_images(args: argparse.Namespace, options: dict):
+    """The images of ``args.dataset`` that the ``--protocol`` grid reads."""
+    from bimors.captions.scope import Cell, plan_images, target_images
+    from bimors.data import build_dataset
+    from bimors.errors import ConfigError
+    from bimors.protocols.plans import PROTOCOLS
+
+    proto = PROTOCOLS.get(args.protocol)
+    source = args.source or proto.default_source or args.dataset
+    targets = list(proto.default_targets) if args.targets is None else list(args.targets)
+    dataset = build_dataset(args.dataset, args.root, **options)
+    if args.dataset == source:
+        cells = [Cell(seed, k, args.fewshot_sampler) for seed in args.seeds for k in args.shots]
+        return plan_images(args.protocol, dataset, [], cells)[args.dataset]
+    if args.protocol == "base2new" or args.dataset not in targets:
+        raise ConfigError(
+            f"--dataset {args.dataset} is neither the {args.protocol} grid's training dataset "
+            f"(--source {source}) nor one of its targets ({', '.join(targets) or 'none'}); "
+            "pass --source or --targets to name the grid"
+        )
+    return target_images(dataset)

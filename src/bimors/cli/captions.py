@@ -39,7 +39,8 @@ def run_show(args: argparse.Namespace) -> int:
     with CaptionStore(args.store, readonly=True) as store:
         failures = store.failures()
         if not args.relpaths:
-            print(f"# {store.path}: {len(store)} captions, {len(failures)} failures")
+            part = f"; {store.coverage()}" if store.coverage() else ""
+            print(f"# {store.path}: {len(store)} captions, {len(failures)} failures{part}")
             print("# " + json.dumps(store.provenance, sort_keys=True))
         if args.failures:
             for relpath, error in failures.items():
@@ -82,13 +83,14 @@ def run_verify(args: argparse.Namespace) -> int:
     with CaptionStore(args.store, readonly=True) as store:
         report = check_hashes(args.root, store.hashes(), progress=progress)
         fill = store.fill_command()
+        coverage = store.coverage()
     for relpath in report.changed:
         print(f"{relpath}\tCHANGED")
     for relpath in report.unreadable:
         print(f"{relpath}\tUNREADABLE")
     print(
         f"{report.checked} images checked: {len(report.changed)} changed, "
-        f"{len(report.unreadable)} missing or unreadable"
+        f"{len(report.unreadable)} missing or unreadable" + (f"; {coverage}" if coverage else "")
     )
     if not report.ok:
         print(f"re-caption the changed images with: {fill} --verify")

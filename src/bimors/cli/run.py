@@ -45,8 +45,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--caption",
         action="store_true",
-        help="first caption the images the caption stores lack, with the configured captioner "
-        "and encoder (complete stores are skipped at no cost)",
+        help="first caption the images the grid's runs read that the caption stores lack "
+        "(draws and test splits, not every image), with the configured captioner and encoder",
     )
     p.add_argument(
         "--shard",

@@ -136,7 +136,8 @@ def run_grid(
     """Run ``protocol`` for every method, training dataset and seed; returns all records.
 
     With ``caption``, the caption stores of every dataset the grid touches are
-    first filled (see :func:`bimors.captions.fill.fill_stores`), so the grid
+    first filled with the images its captioned runs read (see
+    :func:`bimors.captions.scope.plan_images`), so the grid
     runs from raw images in one call. ``shard=(K, N)`` runs only the K-th of N
     disjoint parts of the grid (:func:`grid_cells`); every run holds a lock on
     its folder while it works, so processes that share ``out`` never run the
@@ -172,12 +173,23 @@ def run_grid(
         captioned = [m for m in methods if METHODS.get(m).uses_captions]
         if caption and captioned:
             from bimors.captions.fill import fill_stores
+            from bimors.captions.scope import Cell, plan_images
 
-            cfg = config_for(
-                captioned[0], source, roots(source), seeds[0], config_file, overrides, protocol
-            )
+            cfgs = [
+                config_for(m, source, roots(source), seed, config_file, overrides, protocol)
+                for m in captioned
+                for seed in seeds
+                if (source, m, seed) in mine
+            ]  # only what the captioned runs read: their draws and the evaluated test splits
+            cells = [Cell(c.train.seed, c.data.shots, c.data.fewshot_sampler) for c in cfgs]
+            needed = plan_images(protocol, train_ds, target_ds, cells)
+            cfg = cfgs[0]
             fill_stores(
-                CaptionStores(cfg, stores), [train_ds, *target_ds], cfg.train.device, progress
+                CaptionStores(cfg, stores),
+                [train_ds, *target_ds],
+                cfg.train.device,
+                progress,
+                only=needed,
             )
         for method in methods:
             for seed in seeds:
