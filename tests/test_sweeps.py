@@ -128,7 +128,7 @@ def _sets(env):  # noqa: F811
     return [x for s in keep for x in ("--set", s)]
 
 
-def _args(env, out, methods=("coop",), *extra):  # noqa: F811
+def _args(env, out, methods=("coop",), *extra, random_ctx=True):  # noqa: F811
     return [
         "run",
         "--protocol",
@@ -147,8 +147,7 @@ def _args(env, out, methods=("coop",), *extra):  # noqa: F811
         "--store",
         f"synthetic={env['store']}",
         *_sets(env),
-        "--set",
-        "method.ctx_init=",
+        *(["--set", "method.ctx_init="] if random_ctx else []),
         "--sweep",
         "data.shots=1,2",
         "--sweep",
@@ -244,4 +243,6 @@ def test_conflicting_or_inapplicable_sweeps_are_refused(env, tmp_path, capsys): 
     err = capsys.readouterr().err
     assert "--sweep method.n_ctx: method 'zeroshot' has no option 'n_ctx'" in err
     assert main(["-q", *_args(env, out, ("zeroshot",), "--list")]) == 2  # --list checks too
+    assert main(["-q", *_args(env, out, ("bimors",), random_ctx=False)]) == 2  # a phrase
+    assert "add --set method.ctx_init=" in capsys.readouterr().err
     assert not out.exists()  # refused before any work

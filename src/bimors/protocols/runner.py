@@ -25,7 +25,14 @@ from bimors.experiment import CaptionStores, run_plan
 from bimors.methods import METHODS
 from bimors.preflight import check_config, check_writable
 from bimors.protocols.plans import PROTOCOLS
-from bimors.protocols.sweep import Point, Sweep, check_not_set, point_folder, point_overrides
+from bimors.protocols.sweep import (
+    Point,
+    Sweep,
+    check_not_set,
+    check_point_config,
+    point_folder,
+    point_overrides,
+)
 from bimors.run_config import RunConfig, resolve_config
 
 logger = logging.getLogger(__name__)
@@ -164,6 +171,13 @@ def run_grid(
     overrides = overrides or []
     sweep = sweep or Sweep()
     sweep.check_methods(methods)
+    caption_keys = [k for k in sweep.keys if k.startswith("captions.")]
+    if caption_keys and stores:
+        raise ConfigError(
+            f"--sweep {caption_keys[0]} gives each value its own caption store, but --store "
+            "names one store per dataset; drop --store (each (captioner, encoder) pair then has "
+            "its store in the default place, filled by --caption)"
+        )
     sources = datasets or ([proto.default_source] if proto.default_source else [])
     if not sources:
         raise ConfigError(f"protocol {protocol!r} needs --dataset")
@@ -183,7 +197,8 @@ def run_grid(
 
     # every cell's config is resolved and checked before the first one runs
     configs = {cell: cell_config(*cell) for cell in cells}
-    for cfg in configs.values():
+    for (_, method, _, point), cfg in configs.items():
+        check_point_config(point, method, cfg.method_params)
         check_config(cfg)
     check_writable(out, "--out")
     backbones: dict[tuple, FrozenCLIP] = {}

@@ -182,3 +182,17 @@ def check_not_set(point: Point, user: dict[str, Any]) -> None:
                 f"{key}={node[field]!r} (config file or --set) conflicts with --sweep {key}; "
                 "give it once: drop it from --set / the config file, or from --sweep"
             )
+
+
+def check_point_config(point: Point, method: str, params: Any) -> None:
+    """Refuse a point whose resolved method options make the swept value a no-op.
+
+    A context phrase (``method.ctx_init``) fixes the context length, so a
+    swept ``method.n_ctx`` could agree with it for one value at most.
+    """
+    if "method.n_ctx" in dict(point) and getattr(params, "ctx_init", ""):
+        raise ConfigError(
+            f"--sweep method.n_ctx: method {method!r} has method.ctx_init={params.ctx_init!r}, "
+            "a phrase that fixes the context length; add --set method.ctx_init= (random "
+            "context vectors of each swept length)"
+        )

@@ -47,10 +47,14 @@ class AblationTable:
         return [(g, m) for g in self.groups for m in self.metrics]
 
     @property
-    def title(self) -> str:
+    def subject(self) -> str:
+        """The protocol (and source) the table is about."""
         base = TITLES.get(self.protocol, self.protocol)
-        where = f", trained on {dataset_label(self.source)}" if self.source else ""
-        return f"Ablation over {' × '.join(self.keys)}: {base}{where}"
+        return base + (f", trained on {dataset_label(self.source)}" if self.source else "")
+
+    @property
+    def title(self) -> str:
+        return f"Ablation over {' × '.join(self.keys)}: {self.subject}"
 
     @property
     def slug(self) -> str:
@@ -87,17 +91,15 @@ def _group_by_point(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str,
 
 
 def _sorted_points(points: list[tuple]) -> list[tuple]:
-    """Numbers numerically, other values in first-seen order, per key left to right."""
-    first_seen: dict[tuple[str, Any], int] = {}
-    for p in points:
-        for kv in p:
-            first_seen.setdefault((kv[0], repr(kv[1])), len(first_seen))
+    """Per key left to right: numbers ascending, then other values alphabetically (as
+    YAML writes them), so a report does not depend on the order runs were found."""
+    from bimors.protocols.sweep import yaml_text
 
     def key(point: tuple) -> tuple:
         out = []
-        for k, v in point:
+        for _, v in point:
             number = isinstance(v, (int, float)) and not isinstance(v, bool)
-            out.append((0, float(v), 0) if number else (1, 0.0, first_seen[(k, repr(v))]))
+            out.append((0, float(v), "") if number else (1, 0.0, yaml_text(v)))
         return tuple(out)
 
     return sorted(points, key=key)

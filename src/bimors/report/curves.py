@@ -85,7 +85,9 @@ def curve_figure(table: AblationTable, path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     for j in range(len(columns), nrows * ncols):
         axes[j // ncols][j % ncols].axis("off")
-    fig.suptitle(f"Few-shot curves: {table.title}", fontsize=9)
+    others = [k.rsplit(".", 1)[-1] for k in table.keys if k != SHOTS]
+    lines = "method" + "".join(f", {k}" for k in others)
+    fig.suptitle(f"Few-shot curves: {table.subject} (one line per {lines})", fontsize=9)
     fig.legend(
         handles=handles,
         loc="outside lower center",
