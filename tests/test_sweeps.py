@@ -121,10 +121,10 @@ def test_a_bad_keys_value_is_refused(hf_backbone):
 
 
 # -- the grid on the synthetic scenes ----------------------------------------------------------
-def _sets(env):  # noqa: F811
-    """The env's overrides less data.shots (swept here), 1 epoch."""
+def _sets(env, drop=("data.shots=",)):  # noqa: F811
+    """The env's overrides less those starting with ``drop`` (swept here), 1 epoch."""
     pairs = [env["sets"][i + 1] for i in range(0, len(env["sets"]), 2)]
-    keep = [s for s in pairs if not s.startswith("data.shots=")] + ["train.epochs=1"]
+    keep = [s for s in pairs if not s.startswith(drop)] + ["train.epochs=1"]
     return [x for s in keep for x in ("--set", s)]
 
 
@@ -239,6 +239,8 @@ def test_conflicting_or_inapplicable_sweeps_are_refused(env, tmp_path, capsys): 
     assert main(["-q", *_args(env, out, ("coop",), "--set", "data.shots=4")]) == 2
     err = capsys.readouterr().err
     assert "data.shots=4 (config file or --set) conflicts with --sweep data.shots" in err
+    assert main(["-q", *_args(env, out, ("coop",), "--set", "data.shots=4", "--list")]) == 2
+    assert "conflicts with --sweep data.shots" in capsys.readouterr().err
     assert main(["-q", *_args(env, out, ("zeroshot", "coop"))]) == 2
     err = capsys.readouterr().err
     assert "--sweep method.n_ctx: method 'zeroshot' has no option 'n_ctx'" in err
@@ -246,3 +248,98 @@ def test_conflicting_or_inapplicable_sweeps_are_refused(env, tmp_path, capsys): 
     assert main(["-q", *_args(env, out, ("bimors",), random_ctx=False)]) == 2  # a phrase
     assert "add --set method.ctx_init=" in capsys.readouterr().err
     assert not out.exists()  # refused before any work
+
+
+def test_an_encoder_sweep_captions_into_one_store_per_encoder(env, tmp_path):  # noqa: F811
+    import shutil
+
+    from bimors.tiny import minilm_path, write_bert
+
+    root = tmp_path / "synthetic"
+    shutil.copytree(env["scenes"], root, ignore=shutil.ignore_patterns(".bimors"))
+    bert = write_bert(tmp_path / "bert-tiny")
+    out = tmp_path / "runs"
+    sets = _sets(env, drop=("data.shots=", "captions.encoder="))
+    args = [
+        "-q",
+        "run",
+        "--protocol",
+        "base2new",
+        "--method",
+        "bimors",
+        "--dataset",
+        "synthetic",
+        "--root",
+        f"synthetic={root}",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+        *sets,
+        "--set",
+        "data.shots=1",
+        "--sweep",
+        "method.keys=visual,caption",
+        "--sweep",
+        f"captions.encoder={minilm_path()},{bert}",
+    ]
+    assert main([*args, "--store", f"synthetic={env['store']}"]) == 2  # one store for two
+    assert main([*args, "--caption"]) == 0
+    stores = sorted(p.name for p in (root / ".bimors" / "captions").glob("*.sqlite"))
+    assert len(stores) == 2 and any("bert-tiny" in s for s in stores)
+    runs = sorted(p.parent for p in out.rglob("results.jsonl"))
+    assert len(runs) == 4
+    for run in runs:
+        record = json.loads((run / "results.jsonl").read_text().splitlines()[0])
+        encoder = record["sweep"]["captions.encoder"]
+        assert (run.parent.name.split(",")[0], encoder in (str(minilm_path()), str(bert))) == (
+            f"keys={record['sweep']['method.keys']}",
+            True,
+        )
+        meta = json.loads((run / "meta.json").read_text())
+        assert meta["sweep"] == record["sweep"]
+
+
+def test_transfer_ablation_rows_average_the_targets_per_point():
+    from bimors.report.ablation import ablation_markdown, ablation_tables
+
+    def rec(n_ctx, seed, dataset, acc):
+        return {
+            "protocol": "cross_dataset",
+            "method": "coop",
+            "train_dataset": "a",
+            "dataset": dataset,
+            "split": "all",
+            "seed": seed,
+            "accuracy": acc,
+            "sweep": {"method.n_ctx": n_ctx},
+        }
+
+    records = [
+        rec(n, s, d, 10.0 * n + s + (5 if d == "c" else 0))
+        for n in (8, 2)
+        for s in (1, 2)
+        for d in ("a", "b", "c")
+    ]
+    records.append({**rec(2, 1, "a", 99.0), "sweep": None})  # not swept: not in the ablation
+    (table,) = ablation_tables(records)
+    assert table.groups == ["a", "b", "c", "average"] and table.source == "a"
+    assert [r.point for r in table.rows] == [{"method.n_ctx": 2}, {"method.n_ctx": 8}]
+    avg = table.rows[0].cells[("average", "acc")]
+    assert avg.mean == pytest.approx(statistics.fmean([21, 26, 22, 27]))  # targets b, c only
+    md = ablation_markdown(table)
+    assert "| Method | method.n_ctx | a (source) | b | c | Average |" in md
+    assert "| CoOp | 8 | **81.50** ± 0.71 |" in md  # the best of its column
+
+
+def test_the_ablation_demo_commands_list_their_grids(tmp_path, capsys):
+    from bimors.demo_ablation import ablation_commands
+
+    capsys.readouterr()
+    *runs, report = ablation_commands(tmp_path)
+    assert report == f"bimors report {tmp_path / 'runs'}"
+    counts = []
+    for cmd in runs:
+        assert main(["-q", *shlex.split(cmd)[1:], "--list"]) == 0
+        counts.append(len(capsys.readouterr().out.splitlines()))
+    assert counts == [2 * 3 * 2 * 2, 3 * 2 * 2 * 2]  # methods x points x seeds

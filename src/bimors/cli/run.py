@@ -87,9 +87,10 @@ def _shard(text: str) -> tuple[int, int]:
 
 def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
     """One entry per run of the grid (of this shard): its folder and the command for it alone."""
+    from bimors.config import apply_overrides, load_yaml
     from bimors.protocols.plans import PROTOCOLS
     from bimors.protocols.runner import grid_cells, run_dir_for
-    from bimors.protocols.sweep import parse_sweeps, point_dict, value_text
+    from bimors.protocols.sweep import check_not_set, parse_sweeps, point_dict, value_text
 
     proto = PROTOCOLS.get(args.protocol)
     sources = args.dataset or ([proto.default_source] if proto.default_source else [])
@@ -109,6 +110,8 @@ def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
         common += ["--store", item]
     sweep = parse_sweeps(args.sweep)
     sweep.check_methods(args.method)
+    user = apply_overrides(load_yaml(args.config) if args.config else {}, args.overrides)
+    check_not_set(sweep.points()[0], user)  # a conflict would fail every listed command
     out = []
     cells = grid_cells(sources, args.method, args.seeds, args.shard, sweep.points())
     for source, method, seed, point in cells:
