@@ -153,3 +153,19 @@ def test_a_killed_shard_restarted_finishes_its_runs(env, tmp_path):  # noqa: F81
         records = (out / "base2new" / "synthetic" / method / "seed2" / "results.jsonl").read_text()
         assert sorted(json.loads(x)["split"] for x in records.splitlines()) == ["base", "new"]
     assert not list(out.rglob("*.lock"))
+
+
+def test_a_run_killed_before_its_meta_was_written_starts_afresh(tmp_path):
+    from bimors.engine.rundir import RunDir
+
+    run = RunDir(tmp_path / "seed1")
+    run.path.mkdir()
+    (run.path / "config.yaml").write_text("method: {name: coop}\n")  # killed right here
+    (run.path / ".meta.json.host.1.ab.tmp").write_text("")
+    assert run.prepare({"method": {"name": "coop"}}, {"method": "coop"}) == "new"
+    assert run.meta_file.is_file()
+    other = RunDir(tmp_path / "mine")
+    other.path.mkdir()
+    (other.path / "notes.txt").write_text("not a run")
+    with pytest.raises(Exception, match="not a bimors run directory"):
+        other.prepare({}, {})

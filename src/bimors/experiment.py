@@ -153,8 +153,13 @@ def run_plan(
     overwrite: bool = False,
     progress: bool = False,
     dist: Dist | None = None,
+    sweep: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Train and evaluate ``cfg.method`` on ``plan`` in ``run_dir``; returns its records."""
+    """Train and evaluate ``cfg.method`` on ``plan`` in ``run_dir``; returns its records.
+
+    ``sweep``: the grid's swept values of this run (``{"data.shots": 4}``), kept
+    in ``meta.json`` and every record so reports can pivot on them.
+    """
     if cfg.preset.protocol not in (None, plan.protocol):
         raise ConfigError(
             f"the config was resolved for protocol {cfg.preset.protocol} but the plan is "
@@ -168,6 +173,8 @@ def run_plan(
         "dataset": plan.train_dataset.name,
         "seed": seed,
     }
+    if sweep:
+        meta["sweep"] = sweep
     dist = dist or Dist(cfg.train.device)
     status = dist.on_main(lambda: run.prepare(cfg.to_dict(), meta, overwrite))
     if status == "done":
@@ -222,6 +229,8 @@ def run_plan(
             train_seconds=round(train_seconds, 2),
             run=str(run.path),
         )
+        if sweep:
+            r["sweep"] = sweep
     if dist.is_main:
         run.add_records(records)
         log_final_accuracies(run.path, records, cfg.train.epochs)

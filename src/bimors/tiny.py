@@ -291,6 +291,31 @@ def write_blip2(out: Path, seed: int = 0, image_size: int = 32) -> Path:
     return out
 
 
+def write_bert(out: Path, seed: int = 0, hidden: int = 48) -> Path:
+    """Save a tiny random BERT caption encoder (MiniLM's vocabulary) to ``out``.
+
+    A second, different caption encoder that needs no hub, so an ablation over
+    ``captions.encoder`` runs offline (its vectors are random features, not
+    meaning: it shows the machinery, one caption store per encoder).
+    """
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    tok = AutoTokenizer.from_pretrained(str(minilm_path()))
+    config = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(seed)
+    out = Path(out)
+    BertModel(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
 def write_all(out: Path, seed: int = 0) -> dict[str, Path]:
     """Write every tiny model under ``out``; returns name -> folder."""
     out = Path(out)

@@ -12,6 +12,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--out", type=Path, default=Path("bimors-demo"), help="output folder (default: bimors-demo)"
     )
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--ablation",
+        action="store_true",
+        help="instead: the sweep demo (few-shot curves, BiMoRS keys / caption projection / "
+        "caption encoder ablation) into OUT/runs, with its report",
+    )
+    p.add_argument(
+        "--print-commands",
+        action="store_true",
+        help="with --ablation: print the equivalent bimors run / report commands and exit",
+    )
     p.set_defaults(func=run)
 
 
@@ -21,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from bimors.demo import NOTE, run_demo
 
     progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
+    if args.ablation:
+        return _ablation(args, progress)
     out = run_demo(args.out, seed=args.seed, progress=progress)
     print()
     print(out["table"])
@@ -29,4 +42,23 @@ def run(args: argparse.Namespace) -> int:
     print(f"report:  {out['report']}")
     print(f"plot:    {out['plot']}")
     print(f"done in {out['seconds']:.0f} s")
+    return 0
+
+
+def _ablation(args: argparse.Namespace, progress: bool) -> int:
+    from bimors.demo import NOTE
+    from bimors.demo_ablation import ablation_commands, prepare, run_ablation_demo
+
+    if args.print_commands:
+        prepare(args.out.absolute())  # the models and data the commands name
+        print("\n".join(ablation_commands(args.out)))
+        return 0
+    out = run_ablation_demo(args.out, progress=progress)
+    print(out["markdown"])
+    print(NOTE)
+    print(f"report:  {out['report']}")
+    for path in out["files"]:
+        if path.suffix == ".png":
+            print(f"figure:  {path}")
+    print(f"{len(out['records'])} records; done in {out['seconds']:.0f} s")
     return 0

@@ -20,8 +20,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
         help="run a protocol grid (skips finished runs, resumes unfinished ones)",
-        description="Train and evaluate every (method, dataset, seed) of a protocol. Run folders "
-        "are OUT/<protocol>/<dataset>/<method>/seed<k>; rerunning skips finished runs.",
+        description="Train and evaluate every (method, dataset, sweep point, seed) of a protocol. "
+        "Run folders are OUT/<protocol>/<dataset>/<method>/seed<k>, or "
+        "OUT/<protocol>/<dataset>/<method>/<k1=v1,k2=v2>/seed<k> with --sweep; rerunning skips "
+        "finished runs.",
     )
     p.add_argument("--protocol", required=True, choices=["base2new", "cross_dataset", "domain_gen"])
     p.add_argument("--method", nargs="+", required=True, help="one or more registered methods")
@@ -47,6 +49,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="first caption the images the grid's runs read that the caption stores lack "
         "(draws and test splits, not every image), with the configured captioner and encoder",
+    )
+    p.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="KEY=V1,V2,...",
+        help="a grid axis: one run per value of config KEY (e.g. data.shots=1,2,4,8,16); "
+        "repeat for a cartesian product; the report adds few-shot curves and ablation tables",
     )
     p.add_argument(
         "--shard",
@@ -77,8 +87,10 @@ def _shard(text: str) -> tuple[int, int]:
 
 def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
     """One entry per run of the grid (of this shard): its folder and the command for it alone."""
+    from bimors.config import apply_overrides, load_yaml
     from bimors.protocols.plans import PROTOCOLS
     from bimors.protocols.runner import grid_cells, run_dir_for
+    from bimors.protocols.sweep import check_not_set, parse_sweeps, point_dict, value_text
 
     proto = PROTOCOLS.get(args.protocol)
     sources = args.dataset or ([proto.default_source] if proto.default_source else [])
@@ -96,20 +108,27 @@ def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
         common += ["--set", item]
     for item in args.store:
         common += ["--store", item]
+    sweep = parse_sweeps(args.sweep)
+    sweep.check_methods(args.method)
+    user = apply_overrides(load_yaml(args.config) if args.config else {}, args.overrides)
+    check_not_set(sweep.points()[0], user)  # a conflict would fail every listed command
     out = []
-    for source, method, seed in grid_cells(sources, args.method, args.seeds, args.shard):
-        run_dir = run_dir_for(out_dir, args.protocol, source, method, seed)
+    cells = grid_cells(sources, args.method, args.seeds, args.shard, sweep.points())
+    for source, method, seed, point in cells:
+        run_dir = run_dir_for(out_dir, args.protocol, source, method, seed, point)
         cmd = [*common, "--dataset", source, "--method", method, "--seeds", str(seed)]
-        out.append(
-            {
-                "run": str(run_dir),
-                "protocol": args.protocol,
-                "dataset": source,
-                "method": method,
-                "seed": seed,
-                "command": shlex.join(cmd),
-            }
-        )
+        for key, value in point:  # one value: the same run folder as in the whole grid
+            cmd += ["--sweep", f"{key}={value_text(value)}"]
+        entry = {
+            "run": str(run_dir),
+            "protocol": args.protocol,
+            "dataset": source,
+            "method": method,
+            "seed": seed,
+        }
+        if point:
+            entry["sweep"] = point_dict(point)
+        out.append({**entry, "command": shlex.join(cmd)})
     return out
 
 
@@ -128,6 +147,7 @@ def roots_from(args: argparse.Namespace, datasets: list[str] | None):
 
 def run(args: argparse.Namespace) -> int:
     from bimors.protocols.runner import run_grid
+    from bimors.protocols.sweep import parse_sweeps
     from bimors.report.build import build_report
 
     if args.list:
@@ -150,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
         progress_enabled(),
         args.caption,
         args.shard,
+        parse_sweeps(args.sweep),
     )
     if not main_process():  # one report per launch
         return 0

@@ -98,6 +98,9 @@ class RunDir:
         Refuses a directory made by another version, for another method or with
         another config, unless ``overwrite`` (which deletes it first).
         """
+        if self.path.is_dir() and self._killed_while_starting():
+            logger.info("%s was left by a run killed as it started; starting afresh", self.path)
+            shutil.rmtree(self.path)
         if self.path.exists() and any(self.path.iterdir()):
             problem = self._mismatch(config, meta)
             if problem and not self.has_work() and self.meta_file.is_file():
@@ -124,6 +127,15 @@ class RunDir:
             self.meta_file, {**meta, "bimors_version": __version__, "status": "running"}
         )
         return "new"
+
+    def _killed_while_starting(self) -> bool:
+        """Only what :meth:`prepare` writes before ``meta.json`` (the config, temporary
+        files): a run killed between the two, e.g. a shard killed by its scheduler."""
+        entries = list(self.path.iterdir())
+        return bool(entries) and all(
+            e.name == self.config_file.name or (e.name.startswith(".") and e.name.endswith(".tmp"))
+            for e in entries
+        )
 
     def _mismatch(self, config: dict[str, Any], meta: dict[str, Any]) -> str | None:
         if not self.meta_file.is_file():

@@ -9,6 +9,12 @@ ipankhi/BiMoRS ``trainers/bimors.py``; unlike it, the caption projection is a
 trainable, saved part of the model (``caption_proj: frozen`` gives the
 official random frozen projection, seeded so that it is reproducible, and
 saves it too), and every width is read from the backbone.
+
+``keys`` is the ablation of what conditions the context: ``both`` (the
+paper's two keys), ``visual`` (only the meta-net key) or ``caption`` (only the
+caption key). The module of the dropped key is still built (same parameters,
+same random stream, so the runs differ only in the keys) but frozen, as it
+gets no gradient.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ class BiMoRSConfig(ContextConfig):
     meta_reduction: int = 16
     caption_proj: Literal["trainable", "frozen"] = "trainable"
     caption_proj_seed: int = 0  # init seed of the frozen projection
+    keys: Literal["both", "visual", "caption"] = "both"  # what the context attends to
 
 
 class BiMoRS(ContextMethod):
@@ -64,14 +71,20 @@ class BiMoRS(ContextMethod):
                 )
             self.caption_proj.requires_grad_(False)
         self.cross_attn = PreNormCrossAttention(width, width, self.cfg.heads).to(device)
+        unused = {"visual": self.caption_proj, "caption": self.meta_net}.get(self.cfg.keys)
+        if unused is not None:
+            unused.requires_grad_(False)
         self.finish_init(classnames)
 
     def conditioned_context(self, feats: ImageFeatures, captions: Tensor) -> Tensor:
         """Per-image context (B, n_ctx, D)."""
         dtype = self.ctx.dtype
-        visual = self.meta_net(feats.tokens.to(dtype)).mean(dim=1, keepdim=True)  # (B, 1, D)
-        textual = self.caption_proj(captions.to(dtype)).unsqueeze(1)  # (B, 1, D)
-        keys = torch.cat([visual, textual], dim=1)  # (B, 2, D)
+        parts = []
+        if self.cfg.keys in ("both", "visual"):
+            parts.append(self.meta_net(feats.tokens.to(dtype)).mean(dim=1, keepdim=True))
+        if self.cfg.keys in ("both", "caption"):
+            parts.append(self.caption_proj(captions.to(dtype)).unsqueeze(1))  # (B, 1, D)
+        keys = torch.cat(parts, dim=1)  # (B, 2 or 1, D): visual first, then the caption
         queries = self.ctx.unsqueeze(0).expand(keys.shape[0], -1, -1)
         return self.cross_attn(queries, keys)
 

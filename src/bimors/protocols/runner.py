@@ -1,7 +1,10 @@
-"""The protocol grid: every (method, dataset, seed) run of a protocol, skipping finished runs.
+"""The protocol grid: every (method, dataset, seed, sweep point) run of a protocol,
+skipping finished runs.
 
-Run directories are ``OUT/<protocol>/<train dataset>/<method>/seed<k>``, so a
-rerun of the same command skips what is done and resumes what is not.
+Run directories are ``OUT/<protocol>/<train dataset>/<method>/seed<k>``, and
+``OUT/<protocol>/<train dataset>/<method>/<k1=v1,k2=v2>/seed<k>`` for a point
+of a sweep (:mod:`bimors.protocols.sweep`), so a rerun of the same command
+skips what is done and resumes what is not.
 """
 
 from __future__ import annotations
@@ -22,6 +25,14 @@ from bimors.experiment import CaptionStores, run_plan
 from bimors.methods import METHODS
 from bimors.preflight import check_config, check_writable
 from bimors.protocols.plans import PROTOCOLS
+from bimors.protocols.sweep import (
+    Point,
+    Sweep,
+    check_not_set,
+    check_point_config,
+    point_folder,
+    point_overrides,
+)
 from bimors.run_config import RunConfig, resolve_config
 
 logger = logging.getLogger(__name__)
@@ -50,8 +61,12 @@ class Roots:
         return build_dataset(name, self(name), **(options or {}))
 
 
-def run_dir_for(out: str | Path, protocol: str, dataset: str, method: str, seed: int) -> Path:
-    return Path(out) / protocol / dataset / method / f"seed{seed}"
+def run_dir_for(
+    out: str | Path, protocol: str, dataset: str, method: str, seed: int, point: Point = ()
+) -> Path:
+    """A run's folder; a sweep point adds its ``k1=v1,k2=v2`` folder above ``seed<k>``."""
+    base = Path(out) / protocol / dataset / method
+    return (base / point_folder(point) if point else base) / f"seed{seed}"
 
 
 def config_for(
@@ -62,16 +77,18 @@ def config_for(
     config_file: str | Path | None,
     overrides: list[str],
     protocol: str | None = None,
+    point: Point = (),
 ) -> RunConfig:
     """The resolved config of one grid cell: preset (for ``protocol`` and ``dataset``) <-
-    file <- overrides <- cell values.
+    file <- overrides <- cell values (flags and the sweep ``point``).
 
-    The cell values come from command-line flags; a config file or ``--set``
-    naming another value for the same field is refused rather than silently
-    overridden. ``seed=None`` (no ``--seed`` given) takes ``train.seed`` from the
-    file or ``--set``, else 1.
+    The cell values come from command-line flags and ``--sweep``; a config file
+    or ``--set`` naming a value for the same field is refused rather than
+    silently overridden. ``seed=None`` (no ``--seed`` given) takes
+    ``train.seed`` from the file or ``--set``, else 1.
     """
     user = apply_overrides(load_yaml(config_file) if config_file else {}, overrides)
+    check_not_set(point, user)
     if seed is None:
         train = user.get("train") if isinstance(user.get("train"), dict) else {}
         seed = 1 if train.get("seed") is None else int(train["seed"])
@@ -95,7 +112,9 @@ def config_for(
                 f"give it once, with {flag}"
             )
     cell = [f"data.dataset={dataset}", f"data.root={root}", f"train.seed={seed}"]
-    return resolve_config(method, config_file, [*overrides, *cell], protocol)
+    return resolve_config(
+        method, config_file, [*overrides, *point_overrides(point), *cell], protocol
+    )
 
 
 def build_datasets(
@@ -132,114 +151,155 @@ def run_grid(
     progress: bool = False,
     caption: bool = False,
     shard: tuple[int, int] | None = None,
+    sweep: Sweep | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``protocol`` for every method, training dataset and seed; returns all records.
+    """Run ``protocol`` for every method, training dataset, sweep point and seed; returns
+    all records.
 
     With ``caption``, the caption stores of every dataset the grid touches are
     first filled with the images its captioned runs read (see
-    :func:`bimors.captions.scope.plan_images`), so the grid
-    runs from raw images in one call. ``shard=(K, N)`` runs only the K-th of N
-    disjoint parts of the grid (:func:`grid_cells`); every run holds a lock on
-    its folder while it works, so processes that share ``out`` never run the
-    same run at once (a run locked by another process is skipped).
+    :func:`bimors.captions.scope.plan_images`), once per distinct caption
+    config of the grid (a swept captioner or encoder has a store of its own),
+    so the grid runs from raw images in one call. ``shard=(K, N)`` runs only
+    the K-th of N disjoint parts of the grid (:func:`grid_cells`); every run
+    holds a lock on its folder while it works, so processes that share ``out``
+    never run the same run at once (a run locked by another process is
+    skipped). ``sweep`` adds its points as a grid axis; each point's values go
+    into the run's config and its records (``record["sweep"]``).
     """
     proto = PROTOCOLS.get(protocol)
     overrides = overrides or []
+    sweep = sweep or Sweep()
+    sweep.check_methods(methods)
+    caption_keys = [k for k in sweep.keys if k.startswith("captions.")]
+    if caption_keys and stores:
+        raise ConfigError(
+            f"--sweep {caption_keys[0]} gives each value its own caption store, but --store "
+            "names one store per dataset; drop --store (each (captioner, encoder) pair then has "
+            "its store in the default place, filled by --caption)"
+        )
     sources = datasets or ([proto.default_source] if proto.default_source else [])
     if not sources:
         raise ConfigError(f"protocol {protocol!r} needs --dataset")
     target_names = list(targets) if targets is not None else list(proto.default_targets)
-    mine = set(grid_cells(sources, methods, seeds, shard))
+    cells = grid_cells(sources, methods, seeds, shard, sweep.points())
     if shard is not None and caption:
         raise ConfigError(
             "--caption with --shard would let shards fill one caption store at once; fill the "
             "stores first (bimors caption --dataset NAME --root DIR, once per dataset), then "
             "start the shards without --caption"
         )
+
+    def cell_config(source: str, method: str, seed: int, point: Point) -> RunConfig:
+        return config_for(
+            method, source, roots(source), seed, config_file, overrides, protocol, point
+        )
+
     # every cell's config is resolved and checked before the first one runs
-    for source, method, seed in sorted(mine, key=lambda c: (c[0], c[1], c[2])):
-        cell = config_for(method, source, roots(source), seed, config_file, overrides, protocol)
-        check_config(cell)
+    configs = {cell: cell_config(*cell) for cell in cells}
+    for (_, method, _, point), cfg in configs.items():
+        check_point_config(point, method, cfg.method_params)
+        check_config(cfg)
     check_writable(out, "--out")
     backbones: dict[tuple, FrozenCLIP] = {}
+    built: dict[tuple, tuple[SceneDataset, list[SceneDataset]]] = {}
+
+    def datasets_of(source: str, cfg: RunConfig) -> tuple[SceneDataset, list[SceneDataset]]:
+        """The datasets of a cell, built once per distinct data options (a swept
+        ``data.classnames`` or ``data.split_seed`` gets its own)."""
+        key = (source, repr(dataset_options(cfg.data)), repr(cfg.data.exclude))
+        if key not in built:
+            built[key] = build_datasets(roots, source, target_names, cfg)
+        return built[key]
+
     records: list[dict[str, Any]] = []
     for source in sources:
-        if not any(c[0] == source for c in mine):
+        mine = [c for c in cells if c[0] == source]
+        if not mine:
             continue
-        first = config_for(
-            methods[0], source, roots(source), seeds[0], config_file, overrides, protocol
-        )
-        train_ds, target_ds = build_datasets(roots, source, target_names, first)
-        captioned = [m for m in methods if METHODS.get(m).uses_captions]
+        captioned = [c for c in mine if METHODS.get(c[1]).uses_captions]
         if caption and captioned:
             from bimors.captions.fill import fill_stores
             from bimors.captions.scope import Cell, plan_images
 
-            cfgs = [
-                config_for(m, source, roots(source), seed, config_file, overrides, protocol)
-                for m in captioned
-                for seed in seeds
-                if (source, m, seed) in mine
-            ]  # only what the captioned runs read: their draws and the evaluated test splits
-            cells = [Cell(c.train.seed, c.data.shots, c.data.fewshot_sampler) for c in cfgs]
-            needed = plan_images(protocol, train_ds, target_ds, cells)
-            cfg = cfgs[0]
-            fill_stores(
-                CaptionStores(cfg, stores),
-                [train_ds, *target_ds],
-                cfg.train.device,
-                progress,
-                only=needed,
-            )
-        for method in methods:
-            for seed in seeds:
-                if (source, method, seed) not in mine:
-                    continue
-                cfg = config_for(
-                    method, source, roots(source), seed, config_file, overrides, protocol
+            # one fill per distinct caption config (and data options) of the grid, of only
+            # what its captioned runs read: their draws and the evaluated test splits
+            groups: dict[tuple, list[RunConfig]] = {}
+            for cell in captioned:
+                cfg = configs[cell]
+                key = (repr(cfg.captions), repr(dataset_options(cfg.data)), repr(cfg.data.exclude))
+                groups.setdefault(key, []).append(cfg)
+            for cfgs in groups.values():
+                train_ds, target_ds = datasets_of(source, cfgs[0])
+                draws = [Cell(c.train.seed, c.data.shots, c.data.fewshot_sampler) for c in cfgs]
+                needed = plan_images(protocol, train_ds, target_ds, draws)
+                fill_stores(
+                    CaptionStores(cfgs[0], stores),
+                    [train_ds, *target_ds],
+                    cfgs[0].train.device,
+                    progress,
+                    only=needed,
                 )
-                key = (cfg.backbone.adapter, cfg.backbone.model, cfg.backbone.pretrained)
-                if key not in backbones:
-                    dist = Dist(cfg.train.device)
-                    backbones[key] = load_backbone(*key).to(dist.device)
-                plan = proto.build(
-                    train_ds, cfg.data.shots, seed, target_ds, sampler=cfg.data.fewshot_sampler
-                )
-                run_dir = run_dir_for(out, protocol, source, method, seed)
-                logger.info("%s: %s on %s, seed %d -> %s", protocol, method, source, seed, run_dir)
-                lock = RunLock(run_dir)
+        for cell in mine:
+            _, method, seed, point = cell
+            cfg = configs[cell]
+            train_ds, target_ds = datasets_of(source, cfg)
+            key = (cfg.backbone.adapter, cfg.backbone.model, cfg.backbone.pretrained)
+            if key not in backbones:
                 dist = Dist(cfg.train.device)
-                if not dist.on_main(lock.acquire):
-                    logger.info("%s is being run by %s; skipping it", run_dir, lock.holder())
-                    continue
-                caption_stores = CaptionStores(cfg, stores)
-                try:
-                    records += run_plan(
-                        cfg,
-                        plan,
-                        backbones[key],
-                        caption_stores,
-                        run_dir,
-                        overwrite,
-                        progress,
-                        dist,
-                    )
-                finally:
-                    caption_stores.close()
-                    lock.release()
+                backbones[key] = load_backbone(*key).to(dist.device)
+            plan = proto.build(
+                train_ds, cfg.data.shots, seed, target_ds, sampler=cfg.data.fewshot_sampler
+            )
+            run_dir = run_dir_for(out, protocol, source, method, seed, point)
+            logger.info("%s: %s on %s, seed %d -> %s", protocol, method, source, seed, run_dir)
+            lock = RunLock(run_dir)
+            dist = Dist(cfg.train.device)
+            if not dist.on_main(lock.acquire):
+                logger.info("%s is being run by %s; skipping it", run_dir, lock.holder())
+                continue
+            caption_stores = CaptionStores(cfg, stores)
+            try:
+                records += run_plan(
+                    cfg,
+                    plan,
+                    backbones[key],
+                    caption_stores,
+                    run_dir,
+                    overwrite,
+                    progress,
+                    dist,
+                    sweep=dict(point) or None,
+                )
+            finally:
+                caption_stores.close()
+                lock.release()
     return records
 
 
 def grid_cells(
-    sources: list[str], methods: list[str], seeds: list[int], shard: tuple[int, int] | None = None
-) -> list[tuple[str, str, int]]:
-    """The grid's (dataset, method, seed) cells in run order; with ``shard=(K, N)`` the K-th part.
+    sources: list[str],
+    methods: list[str],
+    seeds: list[int],
+    shard: tuple[int, int] | None = None,
+    points: list[Point] | None = None,
+) -> list[tuple[str, str, int, Point]]:
+    """The grid's (dataset, method, seed, sweep point) cells in run order; with
+    ``shard=(K, N)`` the K-th part.
 
     Cell i belongs to shard ``i % N + 1``: a pure function of the grid, so N
     jobs given the same command with ``--shard 1/N`` .. ``N/N`` cover every run
-    exactly once, whichever order they start in.
+    exactly once, whichever order they start in. ``points`` (default: no
+    sweep, ``[()]``) vary faster than methods and slower than seeds.
     """
-    cells = [(src, m, seed) for src in sources for m in methods for seed in seeds]
+    points = points or [()]
+    cells = [
+        (src, m, seed, point)
+        for src in sources
+        for m in methods
+        for point in points
+        for seed in seeds
+    ]
     if shard is None:
         return cells
     k, n = shard

@@ -101,7 +101,8 @@ class Base2NewRow:
 
 
 def latest(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per (protocol, method, train dataset, dataset, split, seed): the last seen."""
+    """One record per (protocol, method, train dataset, dataset, split, seed, sweep point):
+    the last seen."""
     out: dict[tuple, dict[str, Any]] = {}
     for r in records:
         key = (
@@ -111,6 +112,7 @@ def latest(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             r["dataset"],
             r["split"],
             r["seed"],
+            tuple((k, repr(v)) for k, v in (r.get("sweep") or {}).items()),
         )
         out[key] = r
     return list(out.values())

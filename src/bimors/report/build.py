@@ -4,6 +4,12 @@ Writes ``report.md`` (every table with the published numbers and the
 differences, the notes and the honest-comparison caveats), ``report.csv``
 (every cell), ``report.tex`` (a document pdflatex compiles), one figure per
 table, and per run a confusion matrix and per-class accuracy (``per_run/``).
+
+Runs of a sweep (records with ``sweep``, see :mod:`bimors.protocols.sweep`)
+stay out of the main tables, which hold one configuration per method; they
+get ablation tables (``ablation.csv`` and sections of ``report.md`` and
+``report.tex``) and, where ``data.shots`` is swept, few-shot curve figures
+(``fewshot_<protocol>[_<source>]_<keys>.png``).
 """
 
 from __future__ import annotations
@@ -14,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from bimors import atomic
+from bimors.report.ablation import ablation_csv, ablation_latex, ablation_markdown, ablation_tables
 from bimors.report.aggregate import base2new_rows, latest, transfer_rows
 from bimors.report.csvout import tables_csv
+from bimors.report.curves import curve_figure, has_curve
 from bimors.report.grid import Table, base2new_table, transfer_tables
 from bimors.report.latex import latex_document
 from bimors.report.markdown import table_markdown
@@ -71,7 +79,8 @@ def build_report(
     """Write the report into ``out`` (default: ``runs``); ``per_run``: per-run figures too."""
     records = collect_records(runs)
     out = Path(out or runs)
-    tables = report_tables(records)
+    tables = report_tables([r for r in records if not r.get("sweep")])
+    ablations = ablation_tables(records)
     md = ["# Results\n", f"{len(records)} records from {runs}.\n"]
     figures = []
     compared = any(line.has_published for t in tables for line in t.lines)
@@ -79,17 +88,31 @@ def build_report(
         name = _figure_name(table)
         md += [f"## {table.title}\n", table_markdown(table), f"![{table.title}]({name})\n"]
         figures.append(table_figure(table, out / name))
+    for ablation in ablations:
+        md += [f"## {ablation.title}\n", ablation_markdown(ablation)]
+        if has_curve(ablation):
+            name = f"fewshot_{ablation.slug}.png"
+            figures.append(curve_figure(ablation, out / name))
+            md.append(f"![Few-shot curves: {ablation.title}]({name})\n")
     if compared:
         md += ["## Reading the comparison\n", CAVEATS + "\n"]
     markdown = "\n".join(md)
     atomic.write_text(out / "report.md", markdown)
     atomic.write_text(out / "report.csv", tables_csv(tables))
-    atomic.write_text(out / "report.tex", latex_document(tables, [CAVEATS] if compared else []))
+    if ablations:
+        atomic.write_text(out / "ablation.csv", ablation_csv(ablations))
+    atomic.write_text(
+        out / "report.tex",
+        latex_document(
+            tables, [CAVEATS] if compared else [], [ablation_latex(a) for a in ablations]
+        ),
+    )
     extra = write_per_run(latest(records), out) if per_run else []
     return {
         "markdown": markdown,
         "records": len(records),
         "tables": tables,
+        "ablations": ablations,
         "files": [out / "report.md", out / "report.csv", out / "report.tex", *figures],
         "per_run": extra,
     }

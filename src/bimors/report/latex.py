@@ -112,8 +112,9 @@ def table_latex(table: Table) -> str:
     return "\n".join(body)
 
 
-def latex_document(tables: list[Table], intro: list[str] = ()) -> str:
-    """A complete document that pdflatex compiles: every table, after ``intro`` paragraphs."""
+def latex_document(tables: list[Table], intro: list[str] = (), extra: list[str] = ()) -> str:
+    """A complete document that pdflatex compiles: every table, after ``intro`` paragraphs,
+    then the ``extra`` LaTeX blocks (ablation tables)."""
     head = [
         r"\documentclass{article}",
         r"\usepackage[T1]{fontenc}",
@@ -124,4 +125,6 @@ def latex_document(tables: list[Table], intro: list[str] = ()) -> str:
         r"\begin{document}",
     ]
     paras = [escape(p) + "\n" for p in intro]
-    return "\n".join(head + paras + [table_latex(t) for t in tables] + [r"\end{document}", ""])
+    return "\n".join(
+        head + paras + [table_latex(t) for t in tables] + list(extra) + [r"\end{document}", ""]
+    )

@@ -135,10 +135,13 @@ def per_class_figure(names, matrix, path: Path, title: str) -> Path:
 
 def run_folder(record: dict[str, Any]) -> Path:
     """Where a record's per-run files go, relative to the report folder."""
+    from bimors.protocols.sweep import point_folder
+
     train = record.get("train_dataset", record["dataset"])
-    return Path(
-        "per_run", str(record.get("protocol")), train, record["method"], f"seed{record['seed']}"
-    )
+    folder = Path("per_run", str(record.get("protocol")), train, record["method"])
+    if record.get("sweep"):  # as the run folder: .../<method>/<k1=v1,...>/seed<k>
+        folder = folder / point_folder(tuple(record["sweep"].items()))
+    return folder / f"seed{record['seed']}"
 
 
 def write_per_run(records: list[dict[str, Any]], out: Path) -> list[Path]:
