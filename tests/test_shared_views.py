@@ -202,3 +202,31 @@ def test_share_fields_are_checked():
     assert RunConfig.from_dict({}).features.share_views is True
     with pytest.raises(ConfigError, match="share_fields"):
         RunConfig.from_dict({"features": {"share_fields": ["pixels"]}})
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_shared_batches_are_the_plain_loaders_batches_on_every_rank(
+    hf_backbone, scenes, tmp_path, workers
+):
+    """Same images, views and order per (seed, epoch, rank) as train_loader, then served."""
+    from .test_feature_cache import _Rank
+
+    data = _data(scenes, hf_backbone, train=True, n=9)
+    method = build_method("coop", hf_backbone, data.classnames)
+    source = SharedViews(root=tmp_path)
+    cpu = torch.device("cpu")
+    for rank in (0, 1):
+        dist = _Rank(rank, 2)
+        want = list(train_loader(data, 2, 3, 1, rank, 2))
+        got = list(source.train_loader(method, data, 2, 3, 1, dist, num_workers=workers))
+        assert [b["index"].tolist() for b in got] == [b["index"].tolist() for b in want]
+        for g, w in zip(got, want, strict=True):
+            assert torch.equal(g["pixels"], w["pixels"]) and torch.equal(g["label"], w["label"])
+            source.image_features(method, g, cpu)  # the encoder runs and stores the batch
+        served = list(source.train_loader(method, data, 2, 3, 1, dist, num_workers=workers))
+        assert all("pixels" not in b for b in served)
+        for s, w in zip(served, want, strict=True):
+            fresh = method.image_features(w["pixels"])
+            assert torch.equal(source.image_features(method, s, cpu).pooled, fresh.pooled)
+            assert s["index"].tolist() == w["index"].tolist()
+    assert source.describe(method, True) == "encoder+shared"

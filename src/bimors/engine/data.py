@@ -8,9 +8,10 @@ states are restored afterwards. So a view depends neither on the loader's
 workers, nor on the rank, nor on what the method draws from the global RNGs
 between batches (dropout, CoCoOp's or BiMoRS's random ops); every method of a
 seed sees the same views, which is what lets a grid compute their frozen
-features once (:mod:`bimors.engine.shared_views`). Until 0.x the transforms
-drew from the global RNGs, interleaved with the method's draws, so views
-differed between methods; that moved training results once, on purpose.
+features once (:mod:`bimors.engine.shared_views`). Before, transforms drew
+from the global RNGs (in the main process, interleaved with the method's
+draws, or in workers), so views depended on the method and on
+``num_workers``; this change moved training results once, on purpose.
 
 The global RNGs are still re-seeded per (seed, epoch, rank) for the method's
 own random draws, so a run resumed at an epoch boundary sees exactly the

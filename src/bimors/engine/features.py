@@ -16,6 +16,10 @@ and run no image encoder:
   This replaces an endless stream of random augmentations by V fixed ones, a
   different augmentation distribution: that is why it is off by default.
 
+A third source, :class:`~bimors.engine.shared_views.SharedViews` (the
+default), keeps fresh augmentations and shares their exact frozen features
+across the runs of a grid seed.
+
 Both sources shard exactly like :mod:`bimors.engine.data`: a training epoch
 is a pure function of (seed, epoch, rank) with the same per-rank order of
 images as :func:`~bimors.engine.data.train_loader` (so resuming and several
