@@ -230,3 +230,23 @@ def test_shared_batches_are_the_plain_loaders_batches_on_every_rank(
             assert torch.equal(source.image_features(method, s, cpu).pooled, fresh.pooled)
             assert s["index"].tolist() == w["index"].tolist()
     assert source.describe(method, True) == "encoder+shared"
+
+
+def test_token_states_and_layer_means_share_exactly_when_listed(env, tmp_path, encoder_steps):  # noqa: F811
+    """BiMoRS (tokens) and APPLeNet (layer_means) read what CoOp's run stored, bit-equal."""
+    methods, fields = ["bimors", "applenet"], "features.share_fields=[pooled,tokens,layer_means]"
+    assert (
+        _grid(env, tmp_path / "p", tmp_path / "f1", methods, "--set", "features.share_views=false")
+        == 0
+    )
+    assert _grid(env, tmp_path / "s", tmp_path / "f2", ["coop"], "--set", fields) == 0
+    encoder_steps.clear()
+    assert _grid(env, tmp_path / "s", tmp_path / "f2", methods, "--set", fields) == 0
+    assert all(c[0] == 0 and c[1] > 0 for c in encoder_steps.values())
+    plain, shared = _records(tmp_path / "p"), _records(tmp_path / "s")
+    for k, r in plain.items():
+        assert (r["accuracy"], r["correct"]) == (shared[k]["accuracy"], shared[k]["correct"])
+        assert shared[k]["train_image_features"] == "shared"
+    sa, sb = _states(tmp_path / "p"), _states(tmp_path / "s")
+    for m in methods:
+        assert all(torch.equal(sa[m][key], sb[m][key]) for key in sa[m]), m
