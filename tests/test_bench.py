@@ -39,6 +39,7 @@ def test_bench_reports_both_paths_and_they_agree(adapter):
     d = out["default_path"]
     assert d["floor_ratio"] > 0 and d["gflop"] > out["fast_train_step_gflop"]  # + the encoder
     assert set(d["breakdown_s"]) == {"image_encoder_forward", "method_forward_backward", "rest"}
+    assert sum(d["breakdown_s"].values()) == pytest.approx(d["breakdown_total_s"])
     v = out["shared_views"]
     assert v["exact"] is True and v["methods"] == 7 and "tokens" in v["fields"]  # BiMoRS
     t = {k: x["min"] for k, x in out["seconds"].items()}
