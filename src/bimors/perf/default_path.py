@@ -127,10 +127,12 @@ def report(
     wl: Workload,
     parts: dict[str, float],
 ) -> dict[str, Any]:
-    """The ``default_path`` and ``shared_views`` sections of ``bimors bench --json``."""
+    """The ``default_path`` and ``shared_views`` sections of ``bimors bench --json``.
+
+    ``parts``: :meth:`DefaultStep.fastest`, the breakdown of the fastest default step.
+    """
     default = best["fast_train_step_image_encoder" if cache else "fast_train_step"]
     ref = best["reference_train_step"]
-    split = parts
     out: dict[str, Any] = {
         "default_path": {
             "train_step_s": default,
@@ -138,9 +140,9 @@ def report(
             "gflop": flops_default / 1e9,
             "floor_s": flops_default / rate,
             "floor_ratio": default / (flops_default / rate),
-            "breakdown_s": {k: v for k, v in split.items() if k != "total"},
-            "breakdown_total_s": split["total"],
-            "breakdown_share": {k: v / split["total"] for k, v in split.items() if k != "total"},
+            "breakdown_s": {k: v for k, v in parts.items() if k != "total"},
+            "breakdown_total_s": parts["total"],
+            "breakdown_share": {k: v / parts["total"] for k, v in parts.items() if k != "total"},
             "breakdown_note": (
                 "parts of the fastest default step timed inside that step: "
                 "image_encoder_forward: the frozen image encoder on the batch; "
