@@ -36,6 +36,27 @@ def test_bench_reports_both_paths_and_they_agree(adapter):
     assert "not run" in out["fast_path"]["image_features"]
     assert out["config"]["classnames"] == class_names(19)
     assert "train_speedup_with_image_encoder" in out
+    d = out["default_path"]
+    assert d["floor_ratio"] > 0 and d["gflop"] > out["fast_train_step_gflop"]  # + the encoder
+    assert set(d["breakdown_s"]) == {"image_encoder_forward", "method_forward_backward", "rest"}
+    assert sum(d["breakdown_s"].values()) == pytest.approx(d["breakdown_total_s"])
+    v = out["shared_views"]
+    assert v["exact"] is True and v["methods"] == 7 and "tokens" in v["fields"]  # BiMoRS
+    t = {k: x["min"] for k, x in out["seconds"].items()}
+    parts = t["fast_train_step_image_encoder"] + t["shared_store_write"]
+    assert v["amortised_train_step_s"] == pytest.approx((parts + 6 * t["fast_train_step"]) / 7)
+
+
+def test_shared_views_check_fails_when_served_features_differ(tmp_path, monkeypatch):
+    from bimors.engine.shared_views import ViewStore
+    from bimors.perf.default_path import exact_round_trip
+    from bimors.perf.workload import Workload
+
+    wl = Workload(BenchOptions(shape="tiny", repeats=1, memory=False), tmp_path)
+    assert exact_round_trip(wl, tmp_path / "a")
+    real = ViewStore.load
+    monkeypatch.setattr(ViewStore, "load", lambda self, *a: real(self, *a) * (1 + 1e-6))
+    assert not exact_round_trip(wl, tmp_path / "b")
 
 
 def test_bench_cli_prints_one_json_object(capsys):
@@ -46,6 +67,7 @@ def test_bench_cli_prints_one_json_object(capsys):
     assert out["fast_path"]["image_features"] == "image encoder every step"
     assert len(out["config"]["classnames"]) == 5
     assert out["max_abs_logit_diff"] <= 1e-4  # measured in float32 whatever the fast precision
+    assert "shared_views" not in out and out["default_path"]["floor_ratio"] > 0
 
 
 def test_peak_memory_is_measured_in_a_fresh_process():

@@ -242,7 +242,9 @@ def run_plan(
 def run_features(cfg: RunConfig, progress: bool = False) -> FeatureSource:
     """Where a run's image features come from: its ``features`` section (cache or encoder)."""
     f = cfg.features
-    return feature_source(f.cache, f.dir, f.train_views, progress)
+    return feature_source(
+        f.cache, f.dir, f.train_views, progress, f.share_views, tuple(f.share_fields)
+    )
 
 
 def evaluate_specs(

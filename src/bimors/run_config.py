@@ -177,15 +177,24 @@ class FeatureConfig:
     Cached test-transform features equal recomputed ones, so that cache is on.
     Cached training views replace fresh random augmentations by ``train_views``
     fixed ones per image (a different augmentation distribution), so it is off.
+    Shared training views (``share_views``) are exact and cost about 2 KB per
+    view and field set ``pooled, norm`` (ViT-B/16), so they are on.
     """
 
     cache: bool = True  # reuse evaluation features across epochs, methods and seeds
     dir: str | None = None  # default: $BIMORS_CACHE_DIR or ~/.cache/bimors/features
     train_views: int = 0  # > 0: cache this many augmented views per training image
+    #: share training batches' frozen features across the runs of a grid seed (exact;
+    #: stored under <dir>/views; see bimors.engine.shared_views)
+    share_views: bool = True
+    share_fields: list[str] = dataclasses.field(default_factory=lambda: ["pooled", "norm"])
 
     def __post_init__(self) -> None:
         if self.train_views < 0:
             raise ValueError("features.train_views must be >= 0")
+        from bimors.engine.shared_views import check_fields
+
+        check_fields(self.share_fields)
 
 
 @dataclasses.dataclass

@@ -71,6 +71,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"eval speedup       {result['eval_speedup']:.1f}x")
     print(f"max |logit diff|   {result['max_abs_logit_diff']:.2e} (float32 vs float32)")
     print(f"floor ratio        {result['floor_ratio']:.2f} ({result['matmul_dtype']})")
+    d = result["default_path"]
+    parts = ", ".join(f"{k} {v:.3f} s" for k, v in d["breakdown_s"].items())
+    print(
+        f"default step       {d['train_step_s']:.3f} s, {d['train_speedup']:.1f}x, "
+        f"floor ratio {d['floor_ratio']:.2f} ({parts})"
+    )
+    if "shared_views" in result:
+        v = result["shared_views"]
+        verdict = "meets" if v["meets_target"] else "misses"
+        print(
+            f"shared views       {v['methods']} methods: {v['amortised_train_step_s']:.3f} s "
+            f"per step, {v['train_speedup']:.1f}x ({verdict} the {v['target_speedup']:.0f}x "
+            f"target), exact: {v['exact']}"
+        )
     if "peak_rss_mb_fast" in result:
         print(
             f"peak RSS           fast {result['peak_rss_mb_fast']:.0f} MiB, "

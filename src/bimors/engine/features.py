@@ -16,6 +16,10 @@ and run no image encoder:
   This replaces an endless stream of random augmentations by V fixed ones, a
   different augmentation distribution: that is why it is off by default.
 
+A third source, :class:`~bimors.engine.shared_views.SharedViews` (the
+default), keeps fresh augmentations and shares their exact frozen features
+across the runs of a grid seed.
+
 Both sources shard exactly like :mod:`bimors.engine.data`: a training epoch
 is a pure function of (seed, epoch, rank) with the same per-rank order of
 images as :func:`~bimors.engine.data.train_loader` (so resuming and several
@@ -28,13 +32,10 @@ A method whose image features depend on trainable state sets
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import random
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -43,7 +44,14 @@ from tqdm.auto import tqdm
 from bimors.backbones.base import ImageFeatures
 from bimors.data.images import ImageDataset
 from bimors.data.split import stable_seed
-from bimors.engine.data import TaskData, epoch_sampler, eval_loader, seed_epoch, train_loader
+from bimors.engine.data import (
+    TaskData,
+    epoch_sampler,
+    eval_loader,
+    seed_epoch,
+    seeded_rngs,
+    train_loader,
+)
 from bimors.engine.feature_cache import FeatureCache, FeatureSpace, space_description
 from bimors.engine.precision import autocast, resolve_precision
 from bimors.methods.base import Method
@@ -306,8 +314,20 @@ def feature_source(
     cache_dir: str | None = None,
     train_views: int = 0,
     progress: bool = False,
+    share_views: bool = False,
+    share_fields: Sequence[str] = ("pooled", "norm"),
 ) -> FeatureSource:
-    """The source a run's ``features`` config asks for (the plain one when nothing is cached)."""
+    """The source a run's ``features`` config asks for (the plain one when nothing is cached).
+
+    ``share_views`` (with ``train_views == 0``): training batches' frozen features are
+    shared exactly across the runs of a grid seed (:mod:`bimors.engine.shared_views`).
+    """
+    if share_views and train_views == 0:
+        from bimors.engine.shared_views import SharedViews
+
+        return SharedViews(
+            FeatureCache(cache_dir), eval=cache, fields=share_fields, progress=progress
+        )
     if not cache and train_views == 0:
         return FeatureSource()
     return CachedFeatures(
@@ -379,20 +399,5 @@ def view_pixels(images: ImageDataset, i: int, view: int, seeded: bool = True) ->
     """Pixels of image ``i`` in ``view``: its transform run under a seed of (relpath, view)."""
     if not seeded:
         return images[i]["pixels"]
-    with _seeded(stable_seed("feature-view", images.samples[i].relpath, view)):
+    with seeded_rngs(stable_seed("feature-view", images.samples[i].relpath, view)):
         return images[i]["pixels"]
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seed torch, NumPy and ``random`` inside the block and restore their states after."""
-    py_state, np_state = random.getstate(), np.random.get_state()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed % 2**63)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        try:
-            yield
-        finally:
-            random.setstate(py_state)
-            np.random.set_state(np_state)

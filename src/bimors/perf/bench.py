@@ -11,6 +11,10 @@ reference recipe in float32 (same weights, images and captions, before any
 training step); ``max_abs_logit_diff_fast_precision`` compares the fast path
 at its own precision (e.g. bf16) with the same float32 reference.
 
+The default path (image encoder every step, the trainer's default) gets its
+own floor ratio, a breakdown of its time, and the amortised step of a grid
+seed whose methods share training views (:mod:`bimors.perf.default_path`).
+
 Peak memory: each path runs in a fresh subprocess (see :mod:`bimors.perf.memory`).
 """
 
@@ -29,6 +33,7 @@ from typing import Any
 
 import torch
 
+from bimors.perf import default_path
 from bimors.perf.flops import count_flops, matmul_rate, sync
 from bimors.perf.memory import measure_in_subprocess
 from bimors.perf.workload import BenchOptions, Workload
@@ -63,14 +68,17 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         ref32 = wl.logits(True, "fp32")
         fast32 = wl.logits(False, "fp32")
         fast_p = wl.logits(False, wl.precision) if wl.precision != "fp32" else fast32
+        # the default step (image encoder every step) is timed part by part
+        default_step = default_path.DefaultStep(wl)
+        default_op = "fast_train_step_image_encoder" if opts.cache else "fast_train_step"
         ops: dict[str, Callable[[], object]] = {
             "reference_train_step": lambda: wl.train_step(True),
             "fast_train_step": lambda: wl.train_step(False),
             "reference_eval_batch": lambda: wl.eval_step(True),
             "fast_eval_batch": lambda: wl.eval_step(False),
         }
-        if opts.cache:
-            ops["fast_train_step_image_encoder"] = lambda: wl.train_step(False, image_encoder=True)
+        ops[default_op] = default_step
+        ops["shared_store_write"] = default_path.store_write_op(wl, Path(tmp))
         logger.info("warm-up")
         for fn in ops.values():
             fn()
@@ -81,7 +89,10 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             rates.append(matmul_rate(wl.precision, device))
             for name, fn in ops.items():
                 times[name].append(_timed(fn, device))
+        parts = default_step.fastest(opts.repeats)  # before counting FLOPs calls it again
         flops = count_flops(ops["fast_train_step"])
+        flops_default = count_flops(ops[default_op]) if opts.cache else flops
+        exact = default_path.exact_round_trip(wl, Path(tmp))
         prompts = wl.method.prompts
         packed = prompts.packed is not None and wl.method.cfg.pack_prompts
         tokens_fast = prompts.packed.tokens if packed else prompts.num_classes * prompts.length
@@ -91,8 +102,15 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             logger.info("peak memory of the %s path (fresh subprocess)", path)
             memory[path] = measure_in_subprocess(opts, path)
     out = _report(opts, wl, times, rates, flops, fill_s, ref32, fast32, fast_p, tokens_fast, memory)
+    out.update(default_path.report(_best(times), flops_default, max(rates), opts.cache, wl, parts))
+    if "shared_views" in out:
+        out["shared_views"]["exact"] = exact
     out["config"]["load_average_1min"] = {"start": load_before, "end": _load_average()}
     return out
+
+
+def _best(times: dict[str, list[float]]) -> dict[str, float]:
+    return {k: min(v) for k, v in times.items()}
 
 
 def _load_average() -> float | None:
@@ -116,7 +134,7 @@ def _report(
     tokens_fast: int,
     memory: dict[str, Any],
 ) -> dict[str, Any]:
-    best = {k: min(v) for k, v in times.items()}
+    best = _best(times)
     rate = max(rates)
     eval_n = wl.eval_batch
     out: dict[str, Any] = {
