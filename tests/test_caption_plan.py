@@ -226,3 +226,23 @@ def test_a_split_listing_plans_what_the_dataset_plans(scenes):
         want = plan_images(protocol, ds, [], cells)["synthetic"]
         got = plan_images(protocol, listing, [], cells)["synthetic"]
         assert got.groups() == want.groups()
+
+
+def test_run_caption_with_a_swept_shot_count_captions_every_points_draws(data, monkeypatch):
+    """--caption with --sweep data.shots plans each point's draws (and nothing more)."""
+    from bimors.protocols.runner import Roots, run_grid
+    from bimors.protocols.sweep import parse_sweeps
+
+    reads = record_reads(monkeypatch)
+    roots = Roots({"synthetic": str(data["source"])})
+    sets = [s for s in data["sets"] if not s.startswith("data.shots=")]
+    sweep = parse_sweeps(["data.shots=1,3"])
+    run_grid("base2new", ["bimors"], ["synthetic"], [1], roots, data["source"].parent / "s",
+             overrides=sets, caption=True, sweep=sweep)  # fmt: skip
+    src = SyntheticScenes(data["source"])
+    cfg = resolve_config("bimors", overrides=sets, protocol="base2new")
+    cells = [Cell(1, shots, cfg.data.fewshot_sampler) for shots in (1, 3)]
+    planned = plan_images("base2new", src, [], cells)["synthetic"].relpaths()
+    one_point = plan_images("base2new", src, [], cells[1:])["synthetic"].relpaths()
+    assert one_point < planned  # the 1-shot point's draw adds images of its own
+    assert set(rows(data["store"])) == planned == reads[str(data["store"])]
