@@ -42,6 +42,24 @@ FIELDS = ("pooled", "tokens")
 _WEIGHT_DIGESTS: weakref.WeakKeyDictionary[FrozenCLIP, str] = weakref.WeakKeyDictionary()
 
 
+def load_value(path: Path, what: str, folder: Path) -> Tensor:
+    """The tensor of a one-tensor safetensors file, or a DataError that names the file and
+    says how to recover (``what``: the kind of file; ``folder``: what may be deleted)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))["value"]
+    except FileNotFoundError:
+        raise DataError(
+            f"{what} {path} disappeared while in use; rerun to compute it again"
+        ) from None
+    except Exception as err:  # safetensors raises several types for damaged files
+        raise DataError(
+            f"{what} {path} cannot be read ({err}); delete it (or its folder {folder}) and "
+            "rerun to compute it again"
+        ) from None
+
+
 def default_cache_dir() -> Path:
     """``$BIMORS_CACHE_DIR``, else ``features`` in the user cache of bimors.
 
@@ -130,20 +148,7 @@ class FeatureSpace:
 
     def load(self, name: str, field: str) -> Tensor:
         """One field of one entry; a missing or unreadable file is a DataError naming it."""
-        from safetensors.torch import load_file
-
-        path = self.path(name, field)
-        try:
-            return load_file(str(path))["value"]
-        except FileNotFoundError:
-            raise DataError(
-                f"feature cache entry {path} disappeared while in use; rerun to rebuild it"
-            ) from None
-        except Exception as err:  # safetensors raises several types for damaged files
-            raise DataError(
-                f"feature cache entry {path} cannot be read ({err}); delete it (or the whole "
-                f"folder {self.folder}) and rerun to rebuild it"
-            ) from None
+        return load_value(self.path(name, field), "feature cache entry", self.folder)
 
 
 class FeatureCache:

@@ -46,7 +46,7 @@ from bimors import atomic
 from bimors.backbones.base import ImageFeatures
 from bimors.data.images import ImageDataset
 from bimors.engine.data import EpochViews, TaskData, epoch_sampler, seed_epoch
-from bimors.engine.feature_cache import FeatureCache, space_description
+from bimors.engine.feature_cache import FeatureCache, load_value, space_description
 from bimors.engine.features import CachedFeatures, FeatureSource
 from bimors.engine.precision import resolve_precision
 from bimors.errors import ConfigError, DataError
@@ -100,20 +100,7 @@ class ViewStore:
                 save_file({"value": value.detach().cpu().contiguous()}, str(tmp))
 
     def load(self, epoch: int, batch: int, field: str) -> torch.Tensor:
-        from safetensors.torch import load_file
-
-        path = self.path(epoch, batch, field)
-        try:
-            return load_file(str(path))["value"]
-        except FileNotFoundError:
-            raise DataError(
-                f"shared view file {path} disappeared while in use; rerun to compute it again"
-            ) from None
-        except Exception as err:  # safetensors raises several types for damaged files
-            raise DataError(
-                f"shared view file {path} cannot be read ({err}); delete it (or its folder "
-                f"{self.folder}) and rerun to compute it again"
-            ) from None
+        return load_value(self.path(epoch, batch, field), "shared view file", self.folder)
 
 
 class SharedBatches(Dataset):
