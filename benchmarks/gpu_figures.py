@@ -101,15 +101,15 @@ def blip2_config(smoke: bool, vocab: int):
 
 def _timed(fn: Callable[[], object], device: torch.device, rounds: int) -> float:
     """Minimum seconds of ``rounds`` calls after one warm-up call."""
+    from bimors.perf.flops import sync
+
     fn()
     best = float("inf")
     for _ in range(rounds):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         start = time.perf_counter()
         fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        sync(device)
         best = min(best, time.perf_counter() - start)
     return best
 

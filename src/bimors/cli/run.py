@@ -88,12 +88,10 @@ def _shard(text: str) -> tuple[int, int]:
 def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
     """One entry per run of the grid (of this shard): its folder and the command for it alone."""
     from bimors.config import apply_overrides, load_yaml
-    from bimors.protocols.plans import PROTOCOLS
-    from bimors.protocols.runner import grid_cells, run_dir_for
+    from bimors.protocols.runner import grid_cells, grid_sources, run_dir_for
     from bimors.protocols.sweep import check_not_set, parse_sweeps, point_dict, value_text
 
-    proto = PROTOCOLS.get(args.protocol)
-    sources = args.dataset or ([proto.default_source] if proto.default_source else [])
+    sources = grid_sources(args.protocol, args.dataset)
     out_dir = Path(args.out).absolute()
     common = ["bimors", "run", "--protocol", args.protocol, "--out", str(out_dir)]
     for root in args.root:

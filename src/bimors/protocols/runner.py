@@ -61,6 +61,21 @@ class Roots:
         return build_dataset(name, self(name), **(options or {}))
 
 
+def grid_sources(protocol: str, datasets: list[str] | None) -> list[str]:
+    """The grid's training datasets: those given, else the protocol's default source."""
+    default = PROTOCOLS.get(protocol).default_source
+    sources = datasets or ([default] if default else [])
+    if not sources:
+        raise ConfigError(f"protocol {protocol!r} needs --dataset")
+    return sources
+
+
+def data_key(cfg: RunConfig) -> tuple[str, str]:
+    """What decides a cell's datasets: its data options and exclusions (a swept
+    ``data.classnames`` or ``data.split_seed`` gets datasets of its own)."""
+    return repr(dataset_options(cfg.data)), repr(cfg.data.exclude)
+
+
 def run_dir_for(
     out: str | Path, protocol: str, dataset: str, method: str, seed: int, point: Point = ()
 ) -> Path:
@@ -178,9 +193,7 @@ def run_grid(
             "names one store per dataset; drop --store (each (captioner, encoder) pair then has "
             "its store in the default place, filled by --caption)"
         )
-    sources = datasets or ([proto.default_source] if proto.default_source else [])
-    if not sources:
-        raise ConfigError(f"protocol {protocol!r} needs --dataset")
+    sources = grid_sources(protocol, datasets)
     target_names = list(targets) if targets is not None else list(proto.default_targets)
     cells = grid_cells(sources, methods, seeds, shard, sweep.points())
     if shard is not None and caption:
@@ -205,9 +218,8 @@ def run_grid(
     built: dict[tuple, tuple[SceneDataset, list[SceneDataset]]] = {}
 
     def datasets_of(source: str, cfg: RunConfig) -> tuple[SceneDataset, list[SceneDataset]]:
-        """The datasets of a cell, built once per distinct data options (a swept
-        ``data.classnames`` or ``data.split_seed`` gets its own)."""
-        key = (source, repr(dataset_options(cfg.data)), repr(cfg.data.exclude))
+        """The datasets of a cell, built once per distinct :func:`data_key`."""
+        key = (source, *data_key(cfg))
         if key not in built:
             built[key] = build_datasets(roots, source, target_names, cfg)
         return built[key]
@@ -227,8 +239,7 @@ def run_grid(
             groups: dict[tuple, list[RunConfig]] = {}
             for cell in captioned:
                 cfg = configs[cell]
-                key = (repr(cfg.captions), repr(dataset_options(cfg.data)), repr(cfg.data.exclude))
-                groups.setdefault(key, []).append(cfg)
+                groups.setdefault((repr(cfg.captions), *data_key(cfg)), []).append(cfg)
             for cfgs in groups.values():
                 train_ds, target_ds = datasets_of(source, cfgs[0])
                 draws = [Cell(c.train.seed, c.data.shots, c.data.fewshot_sampler) for c in cfgs]
