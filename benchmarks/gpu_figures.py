@@ -156,7 +156,9 @@ def caption_figures(device, smoke: bool, batches: list[int], rounds: int) -> lis
             )).eval().requires_grad_(False)  # fmt: skip
     finally:
         torch.set_default_dtype(default)
-    model.generation_config.min_new_tokens = 16  # the worst case of the 16-token budget
+    # the worst case of the 16-token budget; BLIP-2's generate hands over to its language
+    # model's own generate, whose generation config is the one that counts
+    model.language_model.generation_config.min_new_tokens = 16
     processor = Blip2Processor(
         image_processor=BlipImageProcessor(
             size={"height": size, "width": size}, image_mean=list(CLIP_MEAN),
