@@ -28,12 +28,16 @@ from pathlib import Path
 
 from bimors.captions.scope import Cell, SplitListing, plan_images
 from bimors.data import DATASETS
-from bimors.data.published import PUBLISHED_SPLITS, resolve_split_file
+from bimors.data.published import PUBLISHED_SPLITS, reference_dirs, resolve_split_file
 from bimors.data.split import Split, seeded_split
 from bimors.methods import METHODS
-from bimors.run_config import resolve_config
+from bimors.run.config import resolve_config
 
-DEFAULT_SPLITS = Path("/work/shared/reference/applenet_splits")
+#: $BIMORS_REFERENCE_SPLITS, else the shared reference folder beside the repository.
+DEFAULT_SPLITS = next(
+    iter(reference_dirs()),
+    Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "applenet_splits",
+)
 
 #: (table, protocol, sources, targets): the grids of the paper's result tables.
 TABLES = (

@@ -9,7 +9,7 @@ the same number of tokens. The batched side is :func:`caption_images` into a
 fresh store: read + hash + decode, batched generation, batched encoding, one
 SQLite transaction per batch.
 
-Both run in one process on the same tiny random BLIP-2 (``bimors.tiny``) and
+Both run in one process on the same tiny random BLIP-2 (``bimors.demo.tiny``) and
 the real all-MiniLM-L6-v2 encoder, alternating, ``--repeats`` times; each
 side's best time is used, which is the least disturbed by other processes on
 a shared machine. Model loading is excluded from both.
@@ -37,7 +37,7 @@ from bimors.captions.captioner import Captioner, GenerationSettings
 from bimors.captions.encoder import CaptionEncoder
 from bimors.captions.job import caption_images
 from bimors.data.synthetic import SCENES, generate_scenes
-from bimors.tiny import minilm_path, write_blip2
+from bimors.demo.tiny import minilm_path, write_blip2
 
 
 @torch.inference_mode()

@@ -85,7 +85,7 @@ def short(msg: str, n: int = 110) -> str:
 # -- the environment ---------------------------------------------------------------------------
 def setup(work: Path) -> dict:
     from bimors.data.synthetic import SCENES, generate_scenes
-    from bimors.tiny import write_all
+    from bimors.demo.tiny import write_all
 
     tiny = work / "tiny"
     if not tiny.is_dir():
@@ -176,7 +176,7 @@ def corrupt_images(work: Path, env: dict) -> str:
 @case(3)
 def kill_during_eval(work: Path, env: dict) -> str:
     """Preemption during evaluation retrained from epoch 1: now resumes after the last epoch."""
-    import bimors.experiment as experiment
+    import bimors.run.experiment as experiment
     from bimors.engine import trainer as trainer_mod
 
     root = copy_scenes(env, work / "c3-scenes")
@@ -300,7 +300,7 @@ def split_escape(work: Path, env: dict) -> str:
 def config_values(work: Path, env: dict) -> str:
     """Config values that cannot work are refused before any work, field named."""
     from bimors.methods import build_method
-    from bimors.run_config import resolve_config
+    from bimors.run.config import resolve_config
 
     cfg = resolve_config("coop", overrides=["train.lr=2e-3", "train.warmup_lr=1e-5"])
     check(cfg.train.lr == 0.002 and cfg.train.warmup_lr == 1e-5, "2e-3 did not parse")
@@ -323,7 +323,7 @@ def config_values(work: Path, env: dict) -> str:
         check(not (run / "metrics.jsonl").exists(), f"{item}: work was done")
     one_line_error(*train(env, root, run, "--set", "method.n_ctx=8", method="cocoop"), "n_ctx=8")
     from bimors.backbones import load_backbone
-    from bimors.errors import ConfigError
+    from bimors.core.errors import ConfigError
 
     backbone = load_backbone("hf", str(env["tiny"] / "clip-hf"))
     try:
@@ -343,7 +343,7 @@ def exclusions(work: Path, env: dict) -> str:
     """Exclusions reach captioning; a custom split for a published dataset has a CLI option."""
     from bimors.captions.store import CaptionStore
     from bimors.data import DATASETS, build_dataset
-    from bimors.tiny import minilm_path
+    from bimors.demo.tiny import minilm_path
     from tests.data.fakes import fake_dataset
 
     root = copy_scenes(env, work / "c8-scenes")
@@ -370,7 +370,7 @@ def exclusions(work: Path, env: dict) -> str:
     )  # fmt: skip
     check(code == 0, f"verify --custom-split failed: {err[-300:]}")
     from bimors.data import dataset_options
-    from bimors.run_config import resolve_config
+    from bimors.run.config import resolve_config
 
     cfg = resolve_config(
         "coop", overrides=[f"data.split_file={split_file}", "data.check_split=false"]
@@ -400,7 +400,7 @@ def tmpfs(where: Path, size: str, readonly: bool = False):
 @case(9)
 def disks(work: Path, env: dict) -> str:
     """Read-only and full disks say so, lose nothing; stale .tmp removed; broken model refused."""
-    import bimors.atomic as atomic
+    import bimors.core.atomic as atomic
 
     root = copy_scenes(env, work / "c9-scenes")
     for name in ("c9-run", "c9-resume", "c9-fullsim"):  # a rerun of the script starts clean
@@ -431,8 +431,8 @@ def disks(work: Path, env: dict) -> str:
             notes.append("simulated EROFS")
     check((run / "results.jsonl").read_text() == before, "results changed")
     # the disk fills while eval writes its records: the message carries the results
+    from bimors.core.errors import StorageError
     from bimors.engine.rundir import RunDir
-    from bimors.errors import StorageError
 
     real_add = RunDir.add_records
 

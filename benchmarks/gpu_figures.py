@@ -139,7 +139,7 @@ def caption_figures(device, smoke: bool, batches: list[int], rounds: int) -> lis
 
     from bimors.captions.captioner import Captioner, GenerationSettings
     from bimors.captions.encoder import CaptionEncoder
-    from bimors.tiny import CLIP_MEAN, CLIP_STD, minilm_path
+    from bimors.demo.tiny import CLIP_MEAN, CLIP_STD, minilm_path
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     tok = AutoTokenizer.from_pretrained(str(minilm_path()))  # bert-base-uncased's vocabulary

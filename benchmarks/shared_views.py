@@ -122,7 +122,7 @@ def differences(a: Path, b: Path) -> list[str]:
 
 def setup(work: Path, args) -> dict:
     from bimors.data.synthetic import SCENES, generate_scenes
-    from bimors.tiny import write_all
+    from bimors.demo.tiny import write_all
 
     tiny = work / "tiny"
     if not tiny.is_dir():

@@ -45,7 +45,7 @@ def isolated_feature_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
-    from bimors.tiny import write_all
+    from bimors.demo.tiny import write_all
 
     out = tmp_path_factory.mktemp("tiny")
     write_all(out)

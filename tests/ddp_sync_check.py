@@ -29,7 +29,7 @@ from bimors.engine.dist import Dist
 from bimors.engine.trainer import Trainer
 from bimors.methods import METHODS, build_method
 from bimors.protocols.base2new import base2new_tasks
-from bimors.run_config import TrainConfig
+from bimors.run.config import TrainConfig
 
 PARAMS = {"maple": {"prompt_depth": 2}}  # the tiny CLIP has 2 blocks per encoder
 

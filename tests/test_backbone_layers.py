@@ -142,7 +142,7 @@ def test_resnet_tower_has_no_layerwise_path_but_keeps_its_norm():
     from open_clip import get_tokenizer
 
     from bimors.backbones.openclip import OpenCLIP
-    from bimors.tiny import build_open_clip_resnet
+    from bimors.demo.tiny import build_open_clip_resnet
 
     model = build_open_clip_resnet()
     bb = OpenCLIP(model, get_tokenizer("RN50"), "tiny-rn")

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from bimors.backbones import load_backbone
+from bimors.backbones.loading import ModelLoadError
 from bimors.backbones.openclip import activation
 from bimors.backbones.presets import PRESETS, get_preset
 from bimors.cli import main
-from bimors.errors import ConfigError, UnknownNameError
-from bimors.model_loading import ModelLoadError
-from bimors.run_config import resolve_config
-from bimors.tiny import CLIP_SHAPES, build_hf_clip, build_open_clip, open_clip_config
+from bimors.core.errors import ConfigError, UnknownNameError
+from bimors.demo.tiny import CLIP_SHAPES, build_hf_clip, build_open_clip, open_clip_config
+from bimors.run.config import resolve_config
 
 from .test_experiments import _train, env  # noqa: F401  (env is a fixture)
 

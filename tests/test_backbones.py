@@ -7,10 +7,10 @@ import torch
 
 from bimors.backbones import BACKBONES, load_backbone
 from bimors.backbones.hf_clip import HFCLIP
+from bimors.backbones.loading import ModelLoadError
 from bimors.backbones.openclip import OpenCLIP
-from bimors.errors import UnknownNameError
-from bimors.model_loading import ModelLoadError
-from bimors.tiny import CLIP_SHAPES, build_hf_clip, build_open_clip
+from bimors.core.errors import UnknownNameError
+from bimors.demo.tiny import CLIP_SHAPES, build_hf_clip, build_open_clip
 
 
 def _library_text(bb, ids):

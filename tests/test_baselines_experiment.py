@@ -14,11 +14,11 @@ from bimors.cli import main
 from bimors.data.synthetic import SyntheticScenes
 from bimors.engine.checkpoint import load_into, read_checkpoint
 from bimors.engine.trainer import Trainer
-from bimors.experiment import task_data
 from bimors.methods import build_method
 from bimors.methods.prograd import ProGrad
 from bimors.protocols.base2new import base2new_tasks
-from bimors.run_config import resolve_config
+from bimors.run.config import resolve_config
+from bimors.run.experiment import task_data
 
 BASELINES = ["clip_adapter", "linear_probe", "prograd", "maple", "applenet"]
 OVERRIDES = {"maple": ["method.prompt_depth=2"]}

@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 from bimors.cli import main
-from bimors.errors import ConfigError
+from bimors.core.errors import ConfigError
 from bimors.perf.bench import run_bench
 from bimors.perf.memory import measure_in_subprocess
 from bimors.perf.workload import PATTERNNET_LABEL_ORDER, BenchOptions, class_names
+from tests.reference import reference_splits
 
-SPLIT_FILE = Path("/work/shared/reference/applenet_splits/patternnet.json")
+_REF = reference_splits()
+SPLIT_FILE = _REF / "patternnet.json" if _REF else Path("patternnet.json")
 
 
 @pytest.mark.parametrize("adapter", ["hf", "open_clip"])

@@ -9,7 +9,7 @@ from PIL import Image
 from bimors.captions.captioner import Captioner, GenerationSettings
 from bimors.captions.encoder import CaptionEncoder
 from bimors.data.synthetic import SCENES, draw_scene
-from bimors.tiny import minilm_path
+from bimors.demo.tiny import minilm_path
 
 
 def test_tiny_blip2_batch_equals_single_and_depends_on_the_image(tiny_dir):

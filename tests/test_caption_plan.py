@@ -10,15 +10,16 @@ import pytest
 
 from bimors.captions.captioner import Captioner
 from bimors.captions.plan import plan_batches
+from bimors.captions.provenance import default_store_path
 from bimors.captions.run import caption_dataset, dataset_relpaths
 from bimors.captions.scope import Cell, SplitListing, plan_images
-from bimors.captions.store import CaptionStore, default_store_path
+from bimors.captions.store import CaptionStore
 from bimors.cli import main
+from bimors.core.errors import DataError
 from bimors.data.imagefolder import ImageFolder
 from bimors.data.synthetic import SCENES, SyntheticScenes, generate_scenes
-from bimors.errors import DataError
-from bimors.run_config import resolve_config
-from bimors.tiny import minilm_path
+from bimors.demo.tiny import minilm_path
+from bimors.run.config import resolve_config
 
 
 @pytest.fixture()
@@ -92,7 +93,7 @@ def test_plan_batches_cuts_each_group_on_its_own():
 
 def test_run_caption_captions_exactly_what_the_grid_reads(data, monkeypatch):
     """run --caption fills only the planned images; the runs read exactly those, and succeed."""
-    from bimors.protocols.runner import Roots, run_grid
+    from bimors.grid.runner import Roots, run_grid
 
     reads = record_reads(monkeypatch)
     calls = count_captioned(monkeypatch)
@@ -161,8 +162,9 @@ def test_filling_plan_a_then_b_captions_the_difference_and_equals_one_fill(data,
 def test_a_run_missing_captions_names_the_plan_fill_command_which_fills_them(
     data, hf_backbone, capsys
 ):
-    from bimors.experiment import CaptionStores, run_plan
+    from bimors.captions.stores import CaptionStores
     from bimors.protocols.plans import plan_base2new
+    from bimors.run.experiment import run_plan
 
     src = SyntheticScenes(data["source"])
     cfg1 = resolve_config("bimors", overrides=[*data["sets"], f"data.root={data['source']}",
@@ -230,8 +232,8 @@ def test_a_split_listing_plans_what_the_dataset_plans(scenes):
 
 def test_run_caption_with_a_swept_shot_count_captions_every_points_draws(data, monkeypatch):
     """--caption with --sweep data.shots plans each point's draws (and nothing more)."""
-    from bimors.protocols.runner import Roots, run_grid
-    from bimors.protocols.sweep import parse_sweeps
+    from bimors.grid.runner import Roots, run_grid
+    from bimors.grid.sweep import parse_sweeps
 
     reads = record_reads(monkeypatch)
     roots = Roots({"synthetic": str(data["source"])})

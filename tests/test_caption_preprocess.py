@@ -21,8 +21,8 @@ from bimors.captions.captioner import OFFICIAL_SETTINGS, Captioner, GenerationSe
 from bimors.captions.preprocess import official_preprocess, preprocessor
 from bimors.captions.provenance import caption_command, expected_provenance
 from bimors.captions.store import CaptionStore
-from bimors.errors import ConfigError, DataError
-from bimors.run_config import CaptionConfig, resolve_config
+from bimors.core.errors import ConfigError, DataError
+from bimors.run.config import CaptionConfig, resolve_config
 
 from .test_captions_store import PROV  # one provenance fixture for both
 

@@ -16,9 +16,9 @@ from bimors.captions.encoder import CaptionEncoder
 from bimors.captions.job import caption_images
 from bimors.captions.store import CaptionStore
 from bimors.cli import main
+from bimors.core.errors import DataError
 from bimors.data.images import open_rgb
-from bimors.errors import DataError
-from bimors.tiny import minilm_path
+from bimors.demo.tiny import minilm_path
 
 
 def _widen(model) -> None:

@@ -24,7 +24,7 @@ import bimors
 from bimors.captions.provenance import identity
 from bimors.captions.store import CaptionStore
 from bimors.cli import main
-from bimors.tiny import minilm_path
+from bimors.demo.tiny import minilm_path
 
 N_IMAGES = 24  # plus one broken file
 

@@ -12,10 +12,15 @@ import pytest
 from bimors.captions.export import caption_rows, export_captions
 from bimors.captions.job import merge_parts, part_path
 from bimors.captions.plan import plan_batches
-from bimors.captions.provenance import caption_command, expected_provenance, identity
-from bimors.captions.store import CaptionStore, default_store_path
+from bimors.captions.provenance import (
+    caption_command,
+    default_store_path,
+    expected_provenance,
+    identity,
+)
+from bimors.captions.store import CaptionStore
 from bimors.captions.verify import check_hashes
-from bimors.errors import ConfigError, DataError
+from bimors.core.errors import ConfigError, DataError
 
 PROV = {
     "captioner": "Salesforce/blip2-flan-t5-xl",

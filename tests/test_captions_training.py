@@ -8,13 +8,15 @@ import shutil
 import numpy as np
 import pytest
 
+from bimors.captions.provenance import default_store_path
 from bimors.captions.run import dataset_relpaths
-from bimors.captions.store import CaptionStore, default_store_path
+from bimors.captions.store import CaptionStore
+from bimors.captions.stores import CaptionStores
+from bimors.core.errors import DataError
 from bimors.data.synthetic import SyntheticScenes
-from bimors.errors import DataError
-from bimors.experiment import CaptionStores, run_plan
 from bimors.protocols.plans import plan_base2new
-from bimors.run_config import resolve_config
+from bimors.run.config import resolve_config
+from bimors.run.experiment import run_plan
 
 ENCODER = "bert-base-uncased"
 CAPTIONER = "Salesforce/blip2-flan-t5-xl"

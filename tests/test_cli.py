@@ -41,7 +41,7 @@ def test_tiny_models_are_loadable_by_path(tmp_path, capsys):
 
 def test_user_errors_exit_2_with_the_message_only(monkeypatch, capsys):
     import bimors.cli.listing as listing
-    from bimors.errors import DataError
+    from bimors.core.errors import DataError
 
     def boom(args):
         raise DataError("image /x/y.png cannot be decoded; replace the file")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bimors.config import apply_overrides, preset_names
-from bimors.errors import ConfigError
-from bimors.run_config import RunConfig, resolve_config
+from bimors.core.config import apply_overrides
+from bimors.core.errors import ConfigError
+from bimors.methods.presets import preset_names
+from bimors.run.config import RunConfig, resolve_config
 
 
 def test_bimors_preset_is_the_reference_recipe():
@@ -63,7 +64,7 @@ def test_bad_values_name_the_field(override, message):
 
 
 def test_unknown_method_and_preset():
-    from bimors.errors import UnknownNameError
+    from bimors.core.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError, match="valid methods"):
         resolve_config("bimorz")
@@ -83,8 +84,8 @@ def test_config_file_errors_name_the_file(tmp_path):
 
 
 def test_seed_comes_from_set_when_no_seed_flag_is_given(tmp_path):
-    from bimors.errors import ConfigError
-    from bimors.protocols.runner import config_for
+    from bimors.core.errors import ConfigError
+    from bimors.grid.runner import config_for
 
     assert config_for("coop", "synthetic", tmp_path, None, None, ["train.seed=5"]).train.seed == 5
     assert config_for("coop", "synthetic", tmp_path, None, None, []).train.seed == 1

@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
+from bimors.core.errors import DataError, UnknownNameError
 from bimors.data import DATASETS, build_dataset
 from bimors.data.fewshot import base_new_labels, fewshot_indices, subsample_classes
 from bimors.data.images import ImageDataset, open_rgb
 from bimors.data.synthetic import SCENES, SyntheticScenes, draw_scene, generate_scenes
-from bimors.errors import DataError, UnknownNameError
 from bimors.protocols.base2new import base2new_tasks
 
 

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from bimors.core.errors import CheckpointError
 from bimors.data.images import ImageDataset
 from bimors.data.synthetic import SyntheticScenes
 from bimors.data.transforms import build_transform
@@ -15,10 +16,9 @@ from bimors.engine.data import TaskData
 from bimors.engine.evaluator import evaluate
 from bimors.engine.schedule import lr_at_epoch
 from bimors.engine.trainer import NonFiniteLossError, Trainer
-from bimors.errors import CheckpointError
 from bimors.methods import build_method
 from bimors.protocols.base2new import base2new_tasks
-from bimors.run_config import TrainConfig
+from bimors.run.config import TrainConfig
 
 
 def test_schedule_matches_dassl_constant_warmup_cosine():

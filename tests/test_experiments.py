@@ -21,8 +21,8 @@ def env(tiny_dir, scenes, tmp_path_factory):
     from bimors.captions.encoder import CaptionEncoder
     from bimors.captions.job import caption_images
     from bimors.data.synthetic import SyntheticScenes
-    from bimors.run_config import resolve_config
-    from bimors.tiny import minilm_path
+    from bimors.demo.tiny import minilm_path
+    from bimors.run.config import resolve_config
 
     split = SyntheticScenes(scenes).split()
     relpaths = [s.relpath for p in (split.train, split.val, split.test) for s in p]
@@ -241,8 +241,9 @@ def test_run_grid_report_and_skip(env, tmp_path, capsys):
 
 
 def test_run_with_caption_fills_the_default_store_then_trains(env, tmp_path, capsys):
-    from bimors.captions.store import CaptionStore, default_store_path
-    from bimors.tiny import minilm_path
+    from bimors.captions.provenance import default_store_path
+    from bimors.captions.store import CaptionStore
+    from bimors.demo.tiny import minilm_path
 
     scenes = tmp_path / "synthetic"
     shutil.copytree(env["scenes"], scenes)
@@ -257,7 +258,7 @@ def test_run_with_caption_fills_the_default_store_then_trains(env, tmp_path, cap
     store_path = default_store_path(scenes, blip2, str(minilm_path()))
     from bimors.captions.scope import Cell, plan_images
     from bimors.data.synthetic import SyntheticScenes
-    from bimors.run_config import resolve_config
+    from bimors.run.config import resolve_config
 
     cfg = resolve_config("bimors", overrides=env["sets"][1::2], protocol="base2new")
     cell = Cell(1, cfg.data.shots, cfg.data.fewshot_sampler)
@@ -272,7 +273,7 @@ def test_run_with_caption_fills_the_default_store_then_trains(env, tmp_path, cap
 
 
 def test_predict_cli_and_api(env, trained_run, capsys):
-    from bimors.predict import Predictor
+    from bimors.run.predict import Predictor
 
     images = sorted((env["scenes"] / "river").glob("*.png"))[:2]
     assert main(["-q", "predict", str(trained_run), *map(str, images), "--topk", "2"]) == 0

@@ -8,6 +8,7 @@ import os
 import pytest
 import torch
 
+from bimors.core.errors import ConfigError, DataError
 from bimors.data.images import ImageDataset
 from bimors.data.synthetic import SyntheticScenes
 from bimors.data.transforms import build_transform
@@ -16,10 +17,9 @@ from bimors.engine.evaluator import evaluate
 from bimors.engine.feature_cache import FeatureCache, FeatureSpace, space_description
 from bimors.engine.features import CachedFeatures, FeatureSource, ViewSampler, view_pixels
 from bimors.engine.trainer import Trainer
-from bimors.errors import ConfigError, DataError
 from bimors.methods import METHODS, build_method
 from bimors.methods.cocoop import CoCoOp
-from bimors.run_config import RunConfig, TrainConfig
+from bimors.run.config import RunConfig, TrainConfig
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from bimors.cli import main
-from bimors.engine.runlock import RunLock, lock_path
-from bimors.protocols.runner import grid_cells
+from bimors.core.locks import RunLock, lock_path
+from bimors.grid.runner import grid_cells
 
 from .test_experiments import env  # noqa: F401  (env is a fixture)
 

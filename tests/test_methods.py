@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bimors.errors import CheckpointError, ConfigError, UnknownNameError
+from bimors.core.errors import CheckpointError, ConfigError, UnknownNameError
 from bimors.methods import METHODS, build_method
 from bimors.methods.modules import PreNormCrossAttention
 

@@ -169,7 +169,7 @@ def test_blocks_of_another_structure_are_refused_at_load(hf_backbone):
     import copy
 
     from bimors.backbones.hf_clip import HFCLIP
-    from bimors.model_loading import ModelLoadError
+    from bimors.backbones.loading import ModelLoadError
 
     model = copy.deepcopy(hf_backbone.model)
     del model.text_model.encoder.layers[1].mlp.fc2

@@ -10,7 +10,7 @@ import torch
 from bimors.engine.checkpoint import read_checkpoint
 from bimors.engine.trainer import FINAL, LAST, Trainer
 from bimors.methods import build_method
-from bimors.run_config import TrainConfig
+from bimors.run.config import TrainConfig
 
 from .test_engine import _tasks
 
@@ -67,7 +67,7 @@ def test_resume_after_kill_equals_uninterrupted(
 
 
 def test_resume_refuses_other_training_settings(scenes, hf_backbone, tmp_path, monkeypatch):
-    from bimors.errors import CheckpointError
+    from bimors.core.errors import CheckpointError
 
     train, _, _ = _tasks(scenes, hf_backbone, shots=2)
     cfg = TrainConfig(epochs=2, batch_size=2, warmup_epochs=0)

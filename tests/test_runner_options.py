@@ -11,7 +11,7 @@ import yaml
 
 from bimors.cli import main
 from bimors.data.synthetic import SyntheticScenes
-from bimors.protocols.runner import config_for
+from bimors.grid.runner import config_for
 
 
 def _sets(tiny_dir, *extra):

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from bimors.cli import main
+from bimors.core.errors import ConfigError
 from bimors.engine.data import train_loader
 from bimors.engine.shared_views import SharedViews, ViewStore
 from bimors.engine.trainer import FINAL, Trainer
-from bimors.errors import ConfigError
 from bimors.methods import build_method
-from bimors.run_config import RunConfig
+from bimors.run.config import RunConfig
 
 from .test_experiments import env  # noqa: F401  (env is a fixture)
 from .test_feature_cache import _data

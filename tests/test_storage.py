@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from bimors import atomic
-from bimors.errors import StorageError
+from bimors.core import atomic
+from bimors.core.errors import StorageError
 
 
 @pytest.fixture

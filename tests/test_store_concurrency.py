@@ -16,8 +16,8 @@ import pytest
 
 from bimors.captions.job import caption_images
 from bimors.captions.store import CaptionStore
-from bimors.engine.runlock import RunLock, lock_path
-from bimors.errors import DataError
+from bimors.core.errors import DataError
+from bimors.core.locks import RunLock, lock_path
 from tests.test_captions_job import relpaths_of, rows
 
 PROV = {"dim": 8, "captioner": "cap-model", "encoder": "enc-model"}
@@ -27,7 +27,7 @@ PROV = {"dim": 8, "captioner": "cap-model", "encoder": "enc-model"}
 def models(tiny_dir):
     from bimors.captions.captioner import Captioner, GenerationSettings
     from bimors.captions.encoder import CaptionEncoder
-    from bimors.tiny import minilm_path
+    from bimors.demo.tiny import minilm_path
 
     settings = GenerationSettings(num_beams=1, max_new_tokens=8)
     return (

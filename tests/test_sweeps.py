@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from bimors.cli import main
-from bimors.errors import ConfigError
+from bimors.core.errors import ConfigError
+from bimors.grid.runner import grid_cells
+from bimors.grid.sweep import parse_sweeps, point_folder, point_overrides
 from bimors.methods import build_method
-from bimors.protocols.runner import grid_cells
-from bimors.protocols.sweep import parse_sweeps, point_folder, point_overrides
 
 from .conftest import CLASSNAMES
 from .test_experiments import env  # noqa: F401  (env is a fixture)
@@ -253,7 +253,7 @@ def test_conflicting_or_inapplicable_sweeps_are_refused(env, tmp_path, capsys): 
 def test_an_encoder_sweep_captions_into_one_store_per_encoder(env, tmp_path):  # noqa: F811
     import shutil
 
-    from bimors.tiny import minilm_path, write_bert
+    from bimors.demo.tiny import minilm_path, write_bert
 
     root = tmp_path / "synthetic"
     shutil.copytree(env["scenes"], root, ignore=shutil.ignore_patterns(".bimors"))
@@ -333,7 +333,7 @@ def test_transfer_ablation_rows_average_the_targets_per_point():
 
 
 def test_the_ablation_demo_commands_list_their_grids(tmp_path, capsys):
-    from bimors.demo_ablation import ablation_commands
+    from bimors.demo.ablation import ablation_commands
 
     capsys.readouterr()
     *runs, report = ablation_commands(tmp_path)

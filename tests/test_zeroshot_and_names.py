@@ -28,7 +28,7 @@ def test_zeroshot_run_leaves_a_checkpoint_and_evaluates_again(env, zeroshot_run,
 
 
 def test_zeroshot_run_predicts_from_cli_and_api(env, zeroshot_run, capsys):  # noqa: F811
-    from bimors.predict import Predictor
+    from bimors.run.predict import Predictor
 
     image = sorted(env["scenes"].rglob("*.png"))[0]
     capsys.readouterr()
@@ -41,7 +41,7 @@ def test_zeroshot_run_predicts_from_cli_and_api(env, zeroshot_run, capsys):  # n
 
 
 def test_hand_given_names_follow_the_runs_prompt_rule(env, zeroshot_run):  # noqa: F811
-    from bimors.predict import Predictor
+    from bimors.run.predict import Predictor
 
     plain = Predictor.from_run(zeroshot_run, device="cpu", classnames=["storage tank", "river"])
     under = Predictor.from_run(zeroshot_run, device="cpu", classnames=["storage_tank", "river"])

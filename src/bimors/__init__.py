@@ -11,4 +11,8 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
+from bimors import _compat
+
+_compat.install()  # old module paths (bimors.predict, bimors.run_config, ...) keep working
+
 __all__ = ["__version__"]

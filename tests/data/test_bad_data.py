@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
+from bimors.core.errors import DataError
 from bimors.data import DATASETS, build_dataset
 from bimors.data.images import ImageDataset
 from bimors.data.verify import verify_dataset
-from bimors.errors import DataError
 from tests.data.fakes import fake_dataset, write_image
 
 EUROSAT = DATASETS.get("eurosat")

@@ -17,9 +17,9 @@ from collections import defaultdict
 
 import pytest
 
+from bimors.core.errors import DataError
 from bimors.data.fewshot import FewShotIndex, draw_fewshot
 from bimors.data.split import PARTS, Sample, Split
-from bimors.errors import DataError
 from bimors.protocols.base2new import base2new_tasks
 from bimors.protocols.transfer import transfer_tasks
 from tests.data.test_published_splits import REF

@@ -178,9 +178,9 @@ def test_label_orders_of_seeded_datasets_are_sorted_folder_names():
 
 
 def test_run_config_data_section_maps_to_dataset_options(tmp_path):
+    from bimors.core.errors import ConfigError
     from bimors.data import dataset_options
-    from bimors.errors import ConfigError
-    from bimors.run_config import resolve_config
+    from bimors.run.config import resolve_config
 
     fake_dataset(DATASETS.get("eurosat"), tmp_path, per_class=4)
     (tmp_path / "ex.txt").write_text("Forest/Forest_0.jpg\n")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from bimors.core.errors import DataError
 from bimors.data import DATASETS, build_dataset
 from bimors.data.fewshot import FewShotIndex, fewshot_indices
 from bimors.data.split import Sample, Split, seeded_split
-from bimors.errors import DataError
 from bimors.protocols.base2new import base2new_tasks
 from tests.data.fakes import fake_dataset
 

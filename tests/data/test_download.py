@@ -8,10 +8,10 @@ import zipfile
 
 import pytest
 
+from bimors.core.errors import DataError
 from bimors.data import published
 from bimors.data.download import download_file, extract_archive
 from bimors.data.published import PublishedSplit, fetch_split, resolve_split_file
-from bimors.errors import DataError
 
 PAYLOAD = bytes(range(256)) * 400  # 100 KiB
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

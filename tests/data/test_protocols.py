@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from bimors.core.errors import DataError
 from bimors.data.split import PARTS, Sample, Split
-from bimors.errors import DataError
 from bimors.protocols.base2new import base2new_tasks
 from bimors.protocols.cross_dataset import SOURCE, TARGETS, cross_dataset_tasks
 from bimors.protocols.domain_generalisation import (

@@ -8,8 +8,6 @@ worktree); the tests are skipped where none exists. Nothing from them is copied 
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import pytest
 
@@ -20,24 +18,9 @@ from bimors.data.split import PARTS, Split
 from bimors.protocols.base2new import base2new_tasks
 from bimors.protocols.cross_dataset import cross_dataset_tasks
 from bimors.protocols.domain_generalisation import domain_generalisation_tasks
+from tests.reference import reference_splits
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _reference_dir() -> Path | None:
-    env = os.environ.get("BIMORS_REFERENCE_SPLITS", "")
-    candidates = [Path(p) for p in env.split(os.pathsep) if p]
-    candidates += [
-        REPO.parent / "shared" / "reference" / "applenet_splits",
-        REPO.parent.parent / "shared" / "reference" / "applenet_splits",  # a git worktree
-    ]
-    for c in candidates:
-        if (c / "patternnet.json").is_file():
-            return c
-    return None
-
-
-REF = _reference_dir()
+REF = reference_splits()
 pytestmark = pytest.mark.skipif(REF is None, reason="no reference copy of the published splits")
 
 

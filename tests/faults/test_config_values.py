@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bimors.config import yaml_load
-from bimors.errors import ConfigError
-from bimors.run_config import resolve_config
+from bimors.core.config import yaml_load
+from bimors.core.errors import ConfigError
+from bimors.run.config import resolve_config
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,7 @@ def test_device_name_is_checked_by_the_config():
 
 
 def test_machine_checks_name_the_field(tmp_path):
-    from bimors.preflight import check_config
+    from bimors.run.preflight import check_config
 
     cfg = resolve_config("coop", overrides=["features.dir=/proc/nope"])
     with pytest.raises(ConfigError, match="features.dir=/proc/nope"):
@@ -44,7 +44,7 @@ def test_machine_checks_name_the_field(tmp_path):
 
 
 def test_cli_flags_and_config_may_not_disagree(tmp_path):
-    from bimors.protocols.runner import config_for
+    from bimors.grid.runner import config_for
 
     with pytest.raises(ConfigError, match="method.name='cocoop'.*--method coop"):
         config_for("coop", "synthetic", tmp_path, 1, None, ["method.name=cocoop"])

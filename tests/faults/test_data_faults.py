@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from bimors.core.errors import DataError
 from bimors.data import build_dataset
 from bimors.data.checks import check_images, find_bad_images
 from bimors.data.split import Split
-from bimors.errors import DataError
 
 
 @pytest.fixture
@@ -111,8 +111,8 @@ def test_verify_caps_repeated_lines_and_ends_with_a_summary(tmp_path, capsys):
 
 def test_run_caption_fills_stores_with_the_runs_split_and_exclusions(scenes_copy, monkeypatch):
     import bimors.captions.fill as fill
-    from bimors.experiment import CaptionStores
-    from bimors.run_config import resolve_config
+    from bimors.captions.stores import CaptionStores
+    from bimors.run.config import resolve_config
 
     seen = {}
 

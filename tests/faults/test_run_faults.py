@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from bimors.core.errors import CheckpointError
 from bimors.engine.rundir import RunDir
-from bimors.errors import CheckpointError
 
 
 def test_a_start_that_failed_before_any_work_does_not_block_the_corrected_rerun(tmp_path):
@@ -43,7 +43,7 @@ def test_the_trainer_keeps_last_pt_when_asked(scenes, hf_backbone, tmp_path):
     from bimors.engine.checkpoint import read_checkpoint
     from bimors.engine.trainer import FINAL, LAST, Trainer
     from bimors.methods import build_method
-    from bimors.run_config import TrainConfig
+    from bimors.run.config import TrainConfig
 
     from ..test_engine import _tasks
 
@@ -65,7 +65,7 @@ def test_caption_store_disk_full_is_named(tmp_path, monkeypatch):
     import numpy as np
 
     from bimors.captions.store import CaptionStore
-    from bimors.errors import StorageError
+    from bimors.core.errors import StorageError
 
     from ..test_captions_training import provenance
 

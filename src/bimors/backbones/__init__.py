@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bimors.backbones.base import FrozenCLIP, ImageFeatures, Preprocess
-from bimors.registry import Registry
+from bimors.core.registry import Registry
 
 BACKBONES: Registry[Callable[..., FrozenCLIP]] = Registry("backbone")
 

@@ -14,8 +14,8 @@ from torch import Tensor
 
 from bimors.backbones.base import OPENAI_MEAN, OPENAI_STD, FrozenCLIP, Preprocess
 from bimors.backbones.blocks import UnsupportedBlocks, hf_plain_blocks
+from bimors.backbones.loading import ModelLoadError, load_failure, missing_folder
 from bimors.backbones.towers import TextTower, VisionTower
-from bimors.model_loading import ModelLoadError, load_failure, missing_folder
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,7 @@ from torch import Tensor
 
 from bimors.backbones.base import OPENAI_MEAN, OPENAI_STD, FrozenCLIP, ImageFeatures, Preprocess
 from bimors.backbones.blocks import UnsupportedBlocks, open_clip_plain_blocks
-from bimors.backbones.towers import TextTower, VisionTower
-from bimors.model_loading import (
+from bimors.backbones.loading import (
     ModelLoadError,
     fetch_weights,
     is_remote_weights,
@@ -30,6 +29,7 @@ from bimors.model_loading import (
     missing_folder,
     read_state_dict,
 )
+from bimors.backbones.towers import TextTower, VisionTower
 
 logger = logging.getLogger(__name__)
 

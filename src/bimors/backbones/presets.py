@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bimors.backbones.base import OPENAI_MEAN, OPENAI_STD
-from bimors.errors import UnknownNameError
+from bimors.core.errors import UnknownNameError
 
 _OPENAI_CITE = (
     "Radford et al., Learning Transferable Visual Models From Natural Language Supervision, "

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from PIL import Image
 
+from bimors.backbones.loading import dtype_kwargs, load_failure
 from bimors.captions.preprocess import PREPROCESS, preprocessor
-from bimors.errors import ConfigError
-from bimors.model_loading import dtype_kwargs, load_failure
+from bimors.core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

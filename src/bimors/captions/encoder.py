@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from bimors.model_loading import dtype_kwargs, load_failure
+from bimors.backbones.loading import dtype_kwargs, load_failure
 
 DEFAULT_ENCODER = "bert-base-uncased"
 POOLING = "masked-mean"

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bimors import atomic
 from bimors.captions.store import CaptionStore
-from bimors.errors import ConfigError
+from bimors.core import atomic
+from bimors.core.errors import ConfigError
 
 FORMATS = ("jsonl", "csv")
 FIELDS = ("relpath", "caption", "sha256", "error")

@@ -19,8 +19,8 @@ from bimors.captions.run import caption_dataset
 
 if TYPE_CHECKING:
     from bimors.captions.scope import ImagePlan
+    from bimors.captions.stores import CaptionStores
     from bimors.data.base import SceneDataset
-    from bimors.experiment import CaptionStores
 
 logger = logging.getLogger(__name__)
 

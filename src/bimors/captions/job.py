@@ -11,7 +11,7 @@ the store; process 0 merges the parts when all are done. Parts left by a
 killed run, whatever its process count, are merged at the start of the next.
 
 One filler at a time: the job holds ``<store>.lock`` (see
-:mod:`bimors.engine.runlock`) while it writes, and a second job on the same
+:mod:`bimors.core.locks`) while it writes, and a second job on the same
 store is refused with the holder's name, as it would caption the same images
 again. Readers (training runs) need no lock: SQLite lets them read the
 committed batches while the job writes.
@@ -33,8 +33,8 @@ from bimors.captions.provenance import identity, job_provenance
 from bimors.captions.reader import read_batches
 from bimors.captions.store import CaptionStore
 from bimors.captions.verify import check_hashes
-from bimors.engine.runlock import RunLock
-from bimors.errors import DataError
+from bimors.core.errors import DataError
+from bimors.core.locks import RunLock
 
 logger = logging.getLogger(__name__)
 

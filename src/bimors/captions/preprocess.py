@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image
 
-from bimors.errors import ConfigError
+from bimors.core.errors import ConfigError
 
 #: Side of the official script's square resize.
 OFFICIAL_SIZE = 224

@@ -12,8 +12,10 @@ must not lock a user out of a 100,000-image store; a change is logged instead.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
+import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
@@ -128,7 +130,7 @@ def expected_provenance(
 ) -> dict[str, Any]:
     """The fields a training config pins, for :meth:`CaptionStore.vectors` ``expect``.
 
-    ``generation`` (e.g. :meth:`bimors.run_config.CaptionConfig.expected_generation`)
+    ``generation`` (e.g. :meth:`bimors.run.config.CaptionConfig.expected_generation`)
     pins every generation field it names, None values included; without it
     only ``num_beams`` and ``max_new_tokens`` are pinned where given.
     """
@@ -150,6 +152,25 @@ def expected_provenance(
     return out
 
 
+def default_store_path(root: str | Path, captioner: str, encoder: str) -> Path:
+    """``<root>/.bimors/captions/<captioner>__<encoder>.sqlite``.
+
+    Beside the data, so the store travels with the dataset and every machine
+    finds it without configuration; in a hidden folder, so image-folder
+    datasets never take it for a class; named after both models, so stores of
+    two encoders never collide. A read-only dataset folder needs ``--store``.
+    """
+    return Path(root) / ".bimors" / "captions" / f"{_slug(captioner)}__{_slug(encoder)}.sqlite"
+
+
+def _slug(model_id: str) -> str:
+    ref = model_ref(model_id)
+    if Path(ref).is_absolute():  # a local folder: its name plus a hash of where it is
+        tag = hashlib.sha256(ref.encode("utf-8")).hexdigest()[:8]
+        ref = f"{Path(ref).name}-{tag}"
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", ref.replace("/", "--"))
+
+
 def caption_command(
     dataset: str | None,
     root: str | os.PathLike[str] | None,
@@ -163,7 +184,6 @@ def caption_command(
     """
     from bimors.captions.captioner import DEFAULT_CAPTIONER, OFFICIAL_SETTINGS
     from bimors.captions.encoder import DEFAULT_ENCODER
-    from bimors.captions.store import default_store_path
 
     prov = dict(provenance or {})
     args = ["bimors", "caption", "--dataset", dataset or "NAME", "--root", str(root or "DIR")]

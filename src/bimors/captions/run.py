@@ -26,9 +26,9 @@ from bimors.captions.captioner import (
 from bimors.captions.encoder import DEFAULT_ENCODER, CaptionEncoder
 from bimors.captions.job import caption_images, leftover_parts
 from bimors.captions.plan import plan_batches
-from bimors.captions.provenance import model_ref
-from bimors.captions.store import CaptionStore, default_store_path
-from bimors.errors import ConfigError, DataError
+from bimors.captions.provenance import default_store_path, model_ref
+from bimors.captions.store import CaptionStore
+from bimors.core.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from bimors.captions.scope import ImagePlan

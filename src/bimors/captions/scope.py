@@ -91,8 +91,8 @@ def plan_images(
     """{dataset name: images read} by the runs of ``cells`` on ``source`` under ``protocol``.
 
     Builds each cell's plan with the protocol's own builder, as
-    :func:`bimors.protocols.runner.run_grid` does, and collects the relpaths of
-    what :func:`bimors.experiment.run_plan` reads: the plan's train and val
+    :func:`bimors.grid.runner.run_grid` does, and collects the relpaths of
+    what :func:`bimors.run.experiment.run_plan` reads: the plan's train and val
     tasks (from the training dataset) and every evaluation's task.
     """
     from bimors.protocols.plans import PROTOCOLS

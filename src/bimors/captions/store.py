@@ -19,10 +19,8 @@ provenance (see :mod:`bimors.captions.provenance`) is stored once per file.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
-import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -36,35 +34,15 @@ from bimors.captions.provenance import (
     caption_command,
     differences,
     identity,
-    model_ref,
     with_legacy_defaults,
 )
-from bimors.engine.runlock import held_by
-from bimors.errors import DataError, StorageError
+from bimors.core.errors import DataError, StorageError
+from bimors.core.locks import held_by
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "bimors-caption-store/1"
 _CHUNK = 900  # SQLite's default limit on bound parameters is 999
-
-
-def default_store_path(root: str | Path, captioner: str, encoder: str) -> Path:
-    """``<root>/.bimors/captions/<captioner>__<encoder>.sqlite``.
-
-    Beside the data, so the store travels with the dataset and every machine
-    finds it without configuration; in a hidden folder, so image-folder
-    datasets never take it for a class; named after both models, so stores of
-    two encoders never collide. A read-only dataset folder needs ``--store``.
-    """
-    return Path(root) / ".bimors" / "captions" / f"{_slug(captioner)}__{_slug(encoder)}.sqlite"
-
-
-def _slug(model_id: str) -> str:
-    ref = model_ref(model_id)
-    if Path(ref).is_absolute():  # a local folder: its name plus a hash of where it is
-        tag = hashlib.sha256(ref.encode("utf-8")).hexdigest()[:8]
-        ref = f"{Path(ref).name}-{tag}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", ref.replace("/", "--"))
 
 
 @contextlib.contextmanager

@@ -2,7 +2,7 @@
 
 Each sub-command lives in its own module under ``bimors.cli`` exposing
 ``add_parser(subparsers)``, which registers the parser and sets ``func``.
-Errors the user can fix (:class:`~bimors.errors.BimorsError`) are printed
+Errors the user can fix (:class:`~bimors.core.errors.BimorsError`) are printed
 without a traceback and exit with status 2.
 """
 
@@ -15,7 +15,7 @@ import os
 import sys
 
 from bimors import __version__
-from bimors.errors import BimorsError
+from bimors.core.errors import BimorsError
 
 #: Sub-command modules, in the order ``bimors --help`` lists them.
 COMMANDS = (
@@ -29,7 +29,9 @@ COMMANDS = (
     "eval",
     "run",
     "report",
+    "gallery",
     "predict",
+    "export",
     "bench",
 )
 

@@ -189,8 +189,8 @@ def run(args: argparse.Namespace) -> int:
 def grid_images(args: argparse.Namespace, options: dict):
     """The images of ``args.dataset`` that the ``--protocol`` grid reads."""
     from bimors.captions.scope import Cell, plan_images, target_images
+    from bimors.core.errors import ConfigError
     from bimors.data import build_dataset
-    from bimors.errors import ConfigError
     from bimors.protocols.plans import PROTOCOLS
 
     proto = PROTOCOLS.get(args.protocol)

@@ -33,7 +33,7 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
 
 def pairs(items: list[str], flag: str) -> dict[str, str]:
     """``["a=1", "b=2"]`` -> ``{"a": "1", "b": "2"}`` with an error naming the flag."""
-    from bimors.errors import ConfigError
+    from bimors.core.errors import ConfigError
 
     out = {}
     for item in items:

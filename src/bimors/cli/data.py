@@ -151,7 +151,7 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from bimors import atomic
+    from bimors.core import atomic
     from bimors.data import build_dataset
     from bimors.data.verify import verify_dataset
 

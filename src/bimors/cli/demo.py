@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from bimors.demo import NOTE, run_demo
+    from bimors.demo.base2new import NOTE, run_demo
 
     progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
     if args.ablation:
@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _ablation(args: argparse.Namespace, progress: bool) -> int:
-    from bimors.demo import NOTE
-    from bimors.demo_ablation import ablation_commands, prepare, run_ablation_demo
+    from bimors.demo.ablation import ablation_commands, prepare, run_ablation_demo
+    from bimors.demo.base2new import NOTE
 
     if args.print_commands:
         prepare(args.out.absolute())  # the models and data the commands name

@@ -24,8 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bimors.evaluation import evaluate_run
-    from bimors.trained import load_trained
+    from bimors.run.evaluation import evaluate_run
+    from bimors.run.trained import load_trained
 
     trained = load_trained(args.run_dir, args.device, args.allow_other_version)
     records = evaluate_run(

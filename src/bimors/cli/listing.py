@@ -24,10 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bimors.backbones import BACKBONES
-    from bimors.config import preset_names
     from bimors.data import DATASETS
     from bimors.methods import METHODS
-    from bimors.presets import variants
+    from bimors.methods.presets import preset_names, variants
 
     if args.preset:
         return show_preset(args.preset, args.protocol, args.dataset)
@@ -47,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 def show_preset(name: str, protocol: str | None, dataset: str | None) -> int:
     import yaml
 
-    from bimors.run_config import resolve_config
+    from bimors.run.config import resolve_config
 
     overrides = [f"data.dataset={dataset}"] if dataset else []
     cfg = resolve_config(name, overrides=overrides, protocol=protocol)

@@ -8,7 +8,10 @@ from pathlib import Path
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify images with a trained run")
-    p.add_argument("run_dir")
+    p.add_argument(
+        "run_dir",
+        help="a run folder, a folder written by bimors export, or hf:ID (a pushed export)",
+    )
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--classes", nargs="+", help="class names to choose from (default: the run's)")
@@ -22,9 +25,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bimors.predict import Predictor
+    from bimors.run.predict import Predictor
 
-    predictor = Predictor.from_run(
+    exported = (
+        args.run_dir.startswith("hf:") or (Path(args.run_dir) / "model.safetensors").is_file()
+    )
+    load = Predictor.from_pretrained if exported else Predictor.from_run
+    extra = {} if exported else {"allow_other_version": args.allow_other_version}
+    predictor = load(
         args.run_dir,
         args.device,
         classnames=args.classes,
@@ -32,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         encoder=args.encoder,
         store=args.store,
         store_root=args.store_root,
-        allow_other_version=args.allow_other_version,
+        **extra,
     )
     style = predictor.trained.cfg.data.classnames
     print(f"prompt names ({style}): {', '.join(predictor.prompt_names)}")

@@ -15,6 +15,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the per-run confusion matrices and per-class accuracies (faster)",
     )
+    p.add_argument(
+        "--gallery",
+        action="store_true",
+        help="also write each finished run's error gallery (RUN/gallery.html; re-scores its "
+        "test images, so it needs the data, the models and, for caption methods, the stores)",
+    )
+    p.add_argument("--device", default="auto", help="with --gallery: where to re-score")
     p.set_defaults(func=run)
 
 
@@ -25,6 +32,13 @@ def run(args: argparse.Namespace) -> int:
     print(report["markdown"])
     for f in report["files"]:
         print(f"wrote {f}")
+    if args.gallery:
+        from bimors.report.gallery import write_gallery
+        from bimors.run.trained import load_trained
+
+        runs = sorted({Path(p).parent for p in args.runs.rglob("checkpoint.pt")})
+        for run_dir in runs:
+            print(f"wrote {write_gallery(load_trained(run_dir, args.device))}")
     if report["per_run"]:
         print(f"wrote {len(report['per_run'])} per-run files under {args.out or args.runs}/per_run")
     return 0

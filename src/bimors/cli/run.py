@@ -87,9 +87,9 @@ def _shard(text: str) -> tuple[int, int]:
 
 def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
     """One entry per run of the grid (of this shard): its folder and the command for it alone."""
-    from bimors.config import apply_overrides, load_yaml
-    from bimors.protocols.runner import grid_cells, grid_sources, run_dir_for
-    from bimors.protocols.sweep import check_not_set, parse_sweeps, point_dict, value_text
+    from bimors.core.config import apply_overrides, load_yaml
+    from bimors.grid.runner import grid_cells, grid_sources, run_dir_for
+    from bimors.grid.sweep import check_not_set, parse_sweeps, point_dict, value_text
 
     sources = grid_sources(args.protocol, args.dataset)
     out_dir = Path(args.out).absolute()
@@ -131,8 +131,8 @@ def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
 
 
 def roots_from(args: argparse.Namespace, datasets: list[str] | None):
-    from bimors.errors import ConfigError
-    from bimors.protocols.runner import Roots
+    from bimors.core.errors import ConfigError
+    from bimors.grid.runner import Roots
 
     plain = [r for r in args.root if "=" not in r]
     named = pairs([r for r in args.root if "=" in r], "--root")
@@ -144,8 +144,8 @@ def roots_from(args: argparse.Namespace, datasets: list[str] | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from bimors.protocols.runner import run_grid
-    from bimors.protocols.sweep import parse_sweeps
+    from bimors.grid.runner import run_grid
+    from bimors.grid.sweep import parse_sweeps
     from bimors.report.build import build_report
 
     if args.list:

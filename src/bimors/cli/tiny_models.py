@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bimors.tiny import minilm_path, write_all
+    from bimors.demo.tiny import minilm_path, write_all
 
     paths = write_all(args.out, seed=args.seed)
     for name, path in paths.items():

@@ -34,11 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bimors.backbones import load_backbone
+    from bimors.captions.stores import CaptionStores
     from bimors.engine.dist import Dist
-    from bimors.experiment import CaptionStores, run_plan
-    from bimors.preflight import check_config
+    from bimors.grid.runner import Roots, build_datasets, config_for
     from bimors.protocols.plans import PROTOCOLS
-    from bimors.protocols.runner import Roots, build_datasets, config_for
+    from bimors.run.experiment import run_plan
+    from bimors.run.preflight import check_config
 
     targets = pairs(args.targets, "--targets")
     roots = Roots({args.dataset: args.root, **targets})

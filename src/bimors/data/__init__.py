@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bimors.core.registry import Registry
 from bimors.data.aid import AID
 from bimors.data.base import SceneDataset
 from bimors.data.eurosat import EuroSAT
@@ -21,7 +22,6 @@ from bimors.data.rsicdv2 import RSICDv2
 from bimors.data.synthetic import SyntheticScenes
 from bimors.data.ucmerced import UCMerced
 from bimors.data.whurs19 import WHURS19
-from bimors.registry import Registry
 
 DATASETS: Registry[Callable[..., SceneDataset]] = Registry("dataset")
 for _cls in (
@@ -53,7 +53,7 @@ def build_dataset(name: str, root: str | Path, **options: Any) -> SceneDataset:
 
 
 def dataset_options(data: Any, target: bool = False) -> dict[str, Any]:
-    """Dataset options from a run's ``data`` config section (``bimors.run_config.DataConfig``).
+    """Dataset options from a run's ``data`` config section (``bimors.run.config.DataConfig``).
 
     ``target=True`` gives the options of a transfer target of the run: the
     seeded-split seed and the exclude list (shared by all datasets of the run,
@@ -80,8 +80,8 @@ def check_exclusions(exclude: Any, datasets: list[SceneDataset]) -> None:
     so a typo would otherwise go unnoticed; this names the entries no dataset
     took and the file to fix.
     """
+    from bimors.core.errors import DataError
     from bimors.data.base import read_exclude
-    from bimors.errors import DataError
 
     if exclude is None:
         return

@@ -22,10 +22,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from bimors.core.errors import ConfigError, DataError
 from bimors.data.info import DatasetInfo
 from bimors.data.published import PublishedSplit, cache_dir, path_key, resolve_split_file
 from bimors.data.split import Split, seeded_split
-from bimors.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from bimors.core.errors import DataError
 from bimors.data.base import SceneDataset, list_images
 from bimors.data.published import split_candidates
-from bimors.errors import DataError
 
 
 @dataclasses.dataclass

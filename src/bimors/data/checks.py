@@ -5,7 +5,7 @@ whole run and names one file of many. :func:`check_images` decodes each image
 once (threads; Pillow releases the GIL while decoding) and remembers the good
 ones by size and modification time in the user cache, so the next run of the
 same data only stats its files. Every bad file is listed in one
-:class:`~bimors.errors.DataError`, which also writes a ready exclude list
+:class:`~bimors.core.errors.DataError`, which also writes a ready exclude list
 (the run's own exclusions plus the bad files) and says how to pass it.
 """
 
@@ -20,10 +20,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from bimors import atomic
+from bimors.core import atomic
+from bimors.core.errors import DataError, StorageError
 from bimors.data.images import image_problem
 from bimors.data.published import cache_dir, path_key
-from bimors.errors import DataError, StorageError
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from bimors.errors import DataError
+from bimors.core.errors import DataError
 
 logger = logging.getLogger(__name__)
 

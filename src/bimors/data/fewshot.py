@@ -26,10 +26,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Literal
 
-from bimors import atomic
+from bimors.core import atomic
+from bimors.core.errors import DataError
 from bimors.data.dassl import dassl_fewshot
 from bimors.data.split import Sample, stable_seed
-from bimors.errors import DataError
 
 logger = logging.getLogger(__name__)
 

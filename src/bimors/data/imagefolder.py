@@ -6,9 +6,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from bimors.core.errors import DataError
 from bimors.data.base import SceneDataset
 from bimors.data.info import DatasetInfo
-from bimors.errors import DataError
 
 
 class ImageFolder(SceneDataset):

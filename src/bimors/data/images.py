@@ -9,8 +9,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from bimors.core.errors import DataError
 from bimors.data.split import Sample
-from bimors.errors import DataError
 
 BAD_IMAGE_FIX = (
     "replace it with a good copy (download again), or leave it out on purpose with an "

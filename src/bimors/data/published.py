@@ -27,8 +27,8 @@ import logging
 import os
 from pathlib import Path
 
+from bimors.core.errors import DataError
 from bimors.data.download import check_digest, download_file
-from bimors.errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import json
 from collections import defaultdict
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from bimors import atomic
-from bimors.errors import DataError
+from bimors.core import atomic
+from bimors.core.errors import DataError
 
 PARTS = ("train", "val", "test")
 

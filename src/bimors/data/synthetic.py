@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from bimors import atomic
+from bimors.core import atomic
 from bimors.data.imagefolder import ImageFolder
 
 logger = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from typing import Literal
 
 from tqdm.auto import tqdm
 
+from bimors.core.errors import DataError
 from bimors.data.base import IMAGE_EXTENSIONS, SceneDataset, list_images
 from bimors.data.images import BAD_IMAGE_FIX, image_problem
 from bimors.data.split import Split, seeded_split
-from bimors.errors import DataError
 
 logger = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
-from bimors import __version__, atomic
-from bimors.errors import CheckpointError
+from bimors import __version__
+from bimors.core import atomic
+from bimors.core.errors import CheckpointError
 from bimors.methods.base import Method
 
 FORMAT = "bimors-checkpoint/1"

@@ -24,29 +24,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def average_across_processes(tensors: list[torch.Tensor | None]) -> None:
-    """Average ``tensors`` in place over the processes of the current group (no-op for one).
-
-    For gradients DDP does not see: it averages only what ``backward`` accumulates
-    into ``.grad``, not what ``torch.autograd.grad`` returns (ProGrad's teacher
-    gradient). Every rank must pass the same list shape (None in the same places).
-    """
-    import torch.distributed as tdist
-
-    if not (tdist.is_available() and tdist.is_initialized()):
-        return
-    world = tdist.get_world_size()
-    if world == 1:
-        return
-    for t in tensors:
-        if t is not None:
-            tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
-            t.div_(world)
-
-
 def check_device(device: str, field: str = "train.device") -> None:
     """Refuse, naming ``field``, a device that is no device name or is not on this machine."""
-    from bimors.errors import ConfigError
+    from bimors.core.errors import ConfigError
 
     if device == "auto":
         return
@@ -171,7 +151,7 @@ class Dist:
         if error is not None:
             raise error
         if kind == "error":
-            from bimors.errors import BimorsError
+            from bimors.core.errors import BimorsError
 
             raise BimorsError(f"the main process failed: {value}")
         return value  # type: ignore[return-value]

@@ -8,11 +8,11 @@ import logging
 import torch
 from tqdm.auto import tqdm
 
+from bimors.core.errors import DataError
 from bimors.engine.data import TaskData
 from bimors.engine.dist import Dist
 from bimors.engine.features import FeatureSource
 from bimors.engine.precision import autocast
-from bimors.errors import DataError
 from bimors.methods.base import Method
 
 logger = logging.getLogger(__name__)

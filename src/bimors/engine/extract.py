@@ -23,11 +23,11 @@ from tqdm.auto import tqdm
 from bimors.backbones.base import ImageFeatures
 from bimors.data.images import ImageDataset
 from bimors.data.transforms import build_transform
+from bimors.engine.config import TrainConfig
 from bimors.engine.data import TaskData, eval_loader
 from bimors.engine.dist import Dist
 from bimors.engine.precision import autocast
 from bimors.methods.base import Method
-from bimors.run_config import TrainConfig
 
 
 @torch.no_grad()

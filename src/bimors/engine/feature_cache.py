@@ -29,9 +29,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from bimors import atomic
 from bimors.backbones.base import FrozenCLIP
-from bimors.errors import DataError
+from bimors.core import atomic
+from bimors.core.errors import DataError
 
 logger = logging.getLogger(__name__)
 

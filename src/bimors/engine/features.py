@@ -309,32 +309,6 @@ class CachedFeatures(FeatureSource):
                     space.save(names[i][v], {f: getattr(feats, f)[k] for f in fields})
 
 
-def feature_source(
-    cache: bool = True,
-    cache_dir: str | None = None,
-    train_views: int = 0,
-    progress: bool = False,
-    share_views: bool = False,
-    share_fields: Sequence[str] = ("pooled", "norm"),
-) -> FeatureSource:
-    """The source a run's ``features`` config asks for (the plain one when nothing is cached).
-
-    ``share_views`` (with ``train_views == 0``): training batches' frozen features are
-    shared exactly across the runs of a grid seed (:mod:`bimors.engine.shared_views`).
-    """
-    if share_views and train_views == 0:
-        from bimors.engine.shared_views import SharedViews
-
-        return SharedViews(
-            FeatureCache(cache_dir), eval=cache, fields=share_fields, progress=progress
-        )
-    if not cache and train_views == 0:
-        return FeatureSource()
-    return CachedFeatures(
-        FeatureCache(cache_dir), eval=cache, train_views=train_views, progress=progress
-    )
-
-
 class ViewSampler:
     """Yields ``(index, view)`` for one epoch: the indices of ``base`` with the view each shows.
 

@@ -30,9 +30,10 @@ from typing import Any, Literal
 
 import yaml
 
-from bimors import __version__, atomic
-from bimors.config import yaml_load
-from bimors.errors import CheckpointError, ConfigError
+from bimors import __version__
+from bimors.core import atomic
+from bimors.core.config import yaml_load
+from bimors.core.errors import CheckpointError, ConfigError
 
 Status = Literal["new", "resume", "done"]
 

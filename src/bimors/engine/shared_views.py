@@ -42,14 +42,14 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from bimors import atomic
 from bimors.backbones.base import ImageFeatures
+from bimors.core import atomic
+from bimors.core.errors import ConfigError, DataError
 from bimors.data.images import ImageDataset
 from bimors.engine.data import EpochViews, TaskData, epoch_sampler, seed_epoch
 from bimors.engine.feature_cache import FeatureCache, load_value, space_description
 from bimors.engine.features import CachedFeatures, FeatureSource
 from bimors.engine.precision import resolve_precision
-from bimors.errors import ConfigError, DataError
 from bimors.methods.base import Method
 
 if TYPE_CHECKING:

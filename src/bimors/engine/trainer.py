@@ -24,8 +24,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from bimors import atomic
+from bimors.core import atomic
+from bimors.core.errors import BimorsError, CheckpointError
 from bimors.engine.checkpoint import read_checkpoint, save_checkpoint
+from bimors.engine.config import TrainConfig
 from bimors.engine.data import TaskData
 from bimors.engine.dist import Dist
 from bimors.engine.evaluator import evaluate
@@ -34,9 +36,7 @@ from bimors.engine.features import FeatureSource
 from bimors.engine.precision import autocast, grad_scaler
 from bimors.engine.rundir import material
 from bimors.engine.schedule import lr_at_epoch
-from bimors.errors import BimorsError, CheckpointError
 from bimors.methods.base import Method
-from bimors.run_config import TrainConfig
 
 logger = logging.getLogger(__name__)
 

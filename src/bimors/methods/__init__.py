@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bimors.backbones.base import FrozenCLIP
-from bimors.errors import ConfigError
+from bimors.core.errors import ConfigError
+from bimors.core.registry import Registry
 from bimors.methods.applenet import APPLeNet
 from bimors.methods.base import Method, MethodConfig
 from bimors.methods.bimors import BiMoRS
@@ -16,7 +17,6 @@ from bimors.methods.linear_probe import LinearProbe
 from bimors.methods.maple import MaPLe
 from bimors.methods.prograd import ProGrad
 from bimors.methods.zeroshot import ZeroShotCLIP
-from bimors.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
 for _cls in (
@@ -35,7 +35,7 @@ for _cls in (
 
 def method_config(name: str, params: dict[str, Any] | None = None) -> MethodConfig:
     """The validated config of method ``name`` from a plain dict of options."""
-    from bimors.config import from_dict
+    from bimors.core.config import from_dict
 
     return from_dict(METHODS.get(name).config_cls, params or {}, f"method.{name}")
 

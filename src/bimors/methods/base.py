@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from bimors.backbones.base import FrozenCLIP, ImageFeatures
-from bimors.errors import CheckpointError
+from bimors.core.errors import CheckpointError
 from bimors.methods.prompting import DEFAULT_CHUNK, ClassPrompts
 
 

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from bimors.backbones.base import ImageFeatures
-from bimors.errors import ConfigError
+from bimors.core.errors import ConfigError
 from bimors.methods.context import ContextConfig, ContextMethod
 from bimors.methods.modules import MetaNet, PreNormCrossAttention
 from bimors.methods.prompting import prompt_logits

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from bimors.backbones.base import FrozenCLIP
-from bimors.errors import ConfigError
+from bimors.core.errors import ConfigError
 from bimors.methods.base import Method, MethodConfig
 from bimors.methods.prompting import ClassPrompts, init_context
 

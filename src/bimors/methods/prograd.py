@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from bimors.backbones.base import FrozenCLIP, ImageFeatures
-from bimors.engine.dist import average_across_processes
+from bimors.methods.collective import average_across_processes
 from bimors.methods.context import ContextConfig, ContextMethod
 from bimors.methods.prompting import ClassPrompts, init_context, prompt_logits
 from bimors.methods.template import TemplateText, check_template, template_prompts

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 import bimors
-from bimors import atomic
+from bimors.core import atomic
 from bimors.perf.workload import BenchOptions, Workload
 
 PATHS = ("reference", "fast")

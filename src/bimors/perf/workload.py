@@ -28,16 +28,16 @@ from PIL import Image
 from torch import Tensor
 
 from bimors.backbones.base import FrozenCLIP, ImageFeatures, Preprocess
+from bimors.core.errors import ConfigError
 from bimors.data.images import ImageDataset
 from bimors.data.split import Sample
 from bimors.data.transforms import build_transform
+from bimors.demo.tiny import CLIP_MEAN, CLIP_STD, build_hf_clip, build_open_clip, clip_shape
 from bimors.engine.data import TaskData
 from bimors.engine.feature_cache import FeatureCache
 from bimors.engine.features import CachedFeatures, FeatureSource
 from bimors.engine.precision import autocast, resolve_precision
-from bimors.errors import ConfigError
 from bimors.methods import Method, build_method
-from bimors.tiny import CLIP_MEAN, CLIP_STD, build_hf_clip, build_open_clip, clip_shape
 
 #: PatternNet's classes in the label order of the published split file (APPLeNet
 #: ``patternnet.json``); the first 19 are the base classes of base-to-new.
@@ -95,7 +95,7 @@ def random_backbone(shape: str, adapter: str = "hf", seed: int = 0) -> FrozenCLI
     size = clip_shape(shape)
     if adapter == "hf":
         from bimors.backbones.hf_clip import HFCLIP
-        from bimors.tiny import write_clip_tokenizer
+        from bimors.demo.tiny import write_clip_tokenizer
 
         with tempfile.TemporaryDirectory() as tmp:
             tokenizer = write_clip_tokenizer(Path(tmp))

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from bimors.core.errors import DataError
 from bimors.data.split import Split
-from bimors.errors import DataError
 from bimors.protocols.transfer import TransferTasks, transfer_tasks
 
 SOURCE = "patternnetv2"

@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from bimors.core.registry import Registry
 from bimors.data.base import SceneDataset
 from bimors.data.fewshot import draw_fewshot
 from bimors.protocols.base2new import Task, base2new_tasks, val_shots
 from bimors.protocols.domain_generalisation import check_label_order
 from bimors.protocols.plan import EvalSpec, Plan
-from bimors.registry import Registry
 
 
 @dataclasses.dataclass(frozen=True)

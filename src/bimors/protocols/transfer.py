@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
+from bimors.core.errors import DataError
 from bimors.data.fewshot import fewshot_with_index
 from bimors.data.split import Split
-from bimors.errors import DataError
 from bimors.protocols.base2new import Task, val_shots
 
 

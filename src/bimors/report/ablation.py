@@ -1,7 +1,7 @@
 """Ablation tables of swept grids: a row per (method, swept value combination).
 
 Records of a swept run carry ``record["sweep"]`` (``{"data.shots": 4,
-"method.n_ctx": 2}``, see :mod:`bimors.protocols.sweep`). Records are grouped
+"method.n_ctx": 2}``, see :mod:`bimors.grid.sweep`). Records are grouped
 by protocol, training dataset (transfer protocols) and the set of swept keys;
 each point gets the protocol's own aggregation (:func:`base2new_rows`,
 :func:`transfer_rows`: mean ± std over seeds, HM of the seed means), so an
@@ -93,7 +93,7 @@ def _group_by_point(records: list[dict[str, Any]]) -> dict[tuple, list[dict[str,
 def _sorted_points(points: list[tuple]) -> list[tuple]:
     """Per key left to right: numbers ascending, then other values alphabetically (as
     YAML writes them), so a report does not depend on the order runs were found."""
-    from bimors.protocols.sweep import yaml_text
+    from bimors.grid.sweep import yaml_text
 
     def key(point: tuple) -> tuple:
         out = []
@@ -187,7 +187,7 @@ def _note(table: AblationTable) -> str:
 
 
 def _value(value: Any) -> str:
-    from bimors.protocols.sweep import yaml_text
+    from bimors.grid.sweep import yaml_text
 
     return yaml_text(value)
 

@@ -5,7 +5,7 @@ differences, the notes and the honest-comparison caveats), ``report.csv``
 (every cell), ``report.tex`` (a document pdflatex compiles), one figure per
 table, and per run a confusion matrix and per-class accuracy (``per_run/``).
 
-Runs of a sweep (records with ``sweep``, see :mod:`bimors.protocols.sweep`)
+Runs of a sweep (records with ``sweep``, see :mod:`bimors.grid.sweep`)
 stay out of the main tables, which hold one configuration per method; they
 get ablation tables (``ablation.csv`` and sections of ``report.md`` and
 ``report.tex``) and, where ``data.shots`` is swept, few-shot curve figures
@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from bimors import atomic
+from bimors.core import atomic
 from bimors.report.ablation import ablation_csv, ablation_latex, ablation_markdown, ablation_tables
 from bimors.report.aggregate import base2new_rows, latest, transfer_rows
 from bimors.report.csvout import tables_csv
@@ -40,7 +40,7 @@ def collect_records(root: str | Path) -> list[dict[str, Any]]:
     """Every record of every ``results.jsonl`` under ``root`` (sorted paths: stable order)."""
     root = Path(root)
     if not root.is_dir():
-        from bimors.errors import DataError
+        from bimors.core.errors import DataError
 
         raise DataError(f"runs folder {root} does not exist")
     records = []

@@ -17,7 +17,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from bimors import atomic
+from bimors.core import atomic
 from bimors.report.names import dataset_label, method_label
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def per_class_figure(names, matrix, path: Path, title: str) -> Path:
 
 def run_folder(record: dict[str, Any]) -> Path:
     """Where a record's per-run files go, relative to the report folder."""
-    from bimors.protocols.sweep import point_folder
+    from bimors.grid.sweep import point_folder
 
     train = record.get("train_dataset", record["dataset"])
     folder = Path("per_run", str(record.get("protocol")), train, record["method"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bimors import atomic
+from bimors.core import atomic
 from bimors.report.grid import METRIC_LABELS, Line, Table
 from bimors.report.names import method_label
 

@@ -12,7 +12,7 @@ Three things make it safe on shared machines and bad days:
   the same target removes what a killed writer left behind (0-byte ``.tmp``
   files) without touching a live writer's file;
 - a write that fails because the file system is read-only, permission is
-  denied or the disk is full raises :class:`~bimors.errors.StorageError` with
+  denied or the disk is full raises :class:`~bimors.core.errors.StorageError` with
   what happened and the fix, in one line (torch's ``inline_container.cc``
   failures carry no errno, so a full disk is detected by its free space).
 """
@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from bimors.errors import StorageError
+from bimors.core.errors import StorageError
 
 #: Below this many free bytes a failed write is reported as a full disk.
 FULL_DISK_BYTES = 1 << 20
@@ -95,7 +95,8 @@ def storage_problem(err: BaseException, path: str | os.PathLike[str]) -> Storage
     return None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (under any user)."""
     if pid == os.getpid():
         return True
     try:
@@ -121,7 +122,7 @@ def sweep_stale(folder: str | os.PathLike[str], name: str | None = None) -> list
         m = _TMP.match(entry.name)
         if not m or m["host"] != _HOST or (name is not None and m["name"] != name):
             continue
-        if not _alive(int(m["pid"])):
+        if not pid_alive(int(m["pid"])):
             with contextlib.suppress(OSError):
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))

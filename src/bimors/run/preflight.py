@@ -13,13 +13,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bimors import atomic
+from bimors.core import atomic
+from bimors.core.errors import ConfigError, DataError, StorageError
 from bimors.engine.dist import check_device
-from bimors.errors import ConfigError, DataError, StorageError
 
 if TYPE_CHECKING:
     from bimors.protocols.plan import Plan
-    from bimors.run_config import RunConfig
+    from bimors.run.config import RunConfig
 
 
 def check_writable(folder: str | os.PathLike[str], field: str) -> None:

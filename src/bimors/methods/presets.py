@@ -4,7 +4,7 @@ Official codes do not run one configuration everywhere: MaPLe has its own
 config for cross-dataset transfer and domain generalisation, CoOp-family
 baselines pick a prompt template per dataset (EuroSAT's is "a centered
 satellite photo of {}."), ProGrad lowers its lambda on EuroSAT. A preset
-file (``bimors/configs/<method>.yaml``) therefore holds the base settings
+file (``bimors/methods/configs/<method>.yaml``) therefore holds the base settings
 plus two optional sections, applied in this order:
 
 ``protocols:``
@@ -21,13 +21,28 @@ recorded in the run's config (``preset`` section) and shown by
 from __future__ import annotations
 
 import dataclasses
+from importlib import resources
 from typing import Any
 
-from bimors.config import deep_merge, load_preset, preset_names
-from bimors.errors import ConfigError
+from bimors.core.config import deep_merge, yaml_load
+from bimors.core.errors import ConfigError
 
 PROTOCOL_NAMES = ("base2new", "cross_dataset", "domain_gen")
 LAYER_KEYS = ("protocols", "datasets")
+
+
+def preset_names() -> list[str]:
+    """Names of the YAML presets shipped with the package."""
+    folder = resources.files(__package__) / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The shipped preset ``name`` (e.g. ``bimors``) as a dict."""
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(preset_names())}")
+    text = (resources.files(__package__) / "configs" / f"{name}.yaml").read_text(encoding="utf-8")
+    return yaml_load(text) or {}
 
 
 @dataclasses.dataclass

@@ -6,16 +6,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from bimors.captions.stores import CaptionStores
+from bimors.core.errors import CheckpointError, DataError, StorageError
 from bimors.data import build_dataset, dataset_options
 from bimors.data.base import SceneDataset
 from bimors.engine.dist import Dist
 from bimors.engine.tensorboard import log_final_accuracies
-from bimors.errors import CheckpointError, DataError, StorageError
-from bimors.experiment import CaptionStores, evaluate_specs, task_data
-from bimors.preflight import check_tasks, check_writable
 from bimors.protocols.base2new import Task, base2new_tasks
 from bimors.protocols.plan import EvalSpec, Plan
-from bimors.trained import TrainedRun
+from bimors.run.experiment import evaluate_specs, task_data
+from bimors.run.preflight import check_tasks, check_writable
+from bimors.run.trained import TrainedRun
 
 logger = logging.getLogger(__name__)
 
@@ -38,15 +39,16 @@ def trained_split(protocol: str) -> str:
     return "base" if protocol == "base2new" else "all"
 
 
-def evaluate_run(
+def run_specs(
     trained: TrainedRun,
     dataset_name: str | None = None,
     root: str | Path | None = None,
     splits: list[str] | None = None,
-    stores: dict[str, str] | None = None,
-    progress: bool = False,
-) -> list[dict[str, Any]]:
-    """Evaluate ``trained`` on ``splits`` of a dataset (default: the run's own) and record it."""
+) -> list[EvalSpec]:
+    """The test splits to evaluate ``trained`` on (default: its own dataset, its protocol's).
+
+    On the run's own dataset and trained split, the classes must be the checkpoint's.
+    """
     cfg, meta = trained.cfg, trained.meta
     name = dataset_name or cfg.data.dataset
     own_data = name == cfg.data.dataset
@@ -60,12 +62,28 @@ def evaluate_run(
     specs = [EvalSpec(dataset, s, test_task(dataset, s)) for s in splits]
     for spec in specs:
         names = dataset.prompt_names(spec.task.classnames, cfg.data.classnames)
-        if name == cfg.data.dataset and spec.split == own and names != trained.classnames:
+        if own_data and spec.split == own and names != trained.classnames:
             raise CheckpointError(
                 f"the classes of {dataset.root} ({spec.split}) differ from the checkpoint's: "
                 f"dataset has {names}, checkpoint has {trained.classnames}; evaluate on the "
                 "dataset the run was trained on, or pick another split"
             )
+    return specs
+
+
+def evaluate_run(
+    trained: TrainedRun,
+    dataset_name: str | None = None,
+    root: str | Path | None = None,
+    splits: list[str] | None = None,
+    stores: dict[str, str] | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Evaluate ``trained`` on ``splits`` of a dataset (default: the run's own) and record it."""
+    cfg, meta = trained.cfg, trained.meta
+    own_data = (dataset_name or cfg.data.dataset) == cfg.data.dataset
+    specs = run_specs(trained, dataset_name, root, splits)
+    dataset = specs[0].dataset
     plan = Plan(meta.get("protocol", "base2new"), dataset, specs[0].task, specs[0].task, specs, {})
     dist = Dist(str(trained.backbone.device))
     if dist.is_main:  # before computing anything: the records must have somewhere to go

@@ -1,7 +1,7 @@
 """Loading a finished run back: its config, backbone and method with the learned state.
 
 Shared by ``bimors eval`` and ``bimors predict`` (and the Python API in
-:mod:`bimors.predict`): the checkpoint is read strictly and must match the
+:mod:`bimors.run.predict`): the checkpoint is read strictly and must match the
 run's method; the run's bimors version must match unless allowed.
 """
 
@@ -12,17 +12,17 @@ from pathlib import Path
 
 from bimors.backbones import load_backbone
 from bimors.backbones.base import FrozenCLIP
+from bimors.core.errors import CheckpointError
 from bimors.engine.checkpoint import load_into, read_checkpoint
 from bimors.engine.dist import Dist
 from bimors.engine.rundir import RunDir, check_run_version
-from bimors.errors import CheckpointError
 from bimors.methods import Method, build_method
-from bimors.run_config import RunConfig
+from bimors.run.config import RunConfig
 
 
 @dataclasses.dataclass
 class TrainedRun:
-    run: RunDir
+    run: RunDir | None  # None when loaded from an export (bimors.run.export)
     cfg: RunConfig
     meta: dict
     backbone: FrozenCLIP

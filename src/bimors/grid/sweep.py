@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from bimors.config import yaml_load
-from bimors.errors import ConfigError
+from bimors.core.config import yaml_load
+from bimors.core.errors import ConfigError
 
 #: One point of a sweep: ((key, value), ...) in the sweep's key order.
 Point = tuple[tuple[str, Any], ...]

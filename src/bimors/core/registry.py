@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from bimors.errors import UnknownNameError
+from bimors.core.errors import UnknownNameError
 
 T = TypeVar("T")
 

@@ -17,13 +17,12 @@ import math
 import re
 import types
 import typing
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import yaml
 
-from bimors.errors import ConfigError
+from bimors.core.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -185,17 +184,3 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping at the top level")
     return data
-
-
-def preset_names() -> list[str]:
-    """Names of the YAML presets shipped with the package."""
-    folder = resources.files("bimors") / "configs"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def load_preset(name: str) -> dict[str, Any]:
-    """The shipped preset ``name`` (e.g. ``bimors``) as a dict."""
-    if name not in preset_names():
-        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(preset_names())}")
-    text = (resources.files("bimors") / "configs" / f"{name}.yaml").read_text(encoding="utf-8")
-    return yaml_load(text) or {}

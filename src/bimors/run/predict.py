@@ -2,9 +2,10 @@
 
 Example::
 
-    from bimors.predict import Predictor
+    from bimors.run.predict import Predictor
 
     predictor = Predictor.from_run("runs/base2new/patternnet/bimors/seed1")
+    # or an exported run: Predictor.from_pretrained("hf:USER/REPO") or an export folder
     for path, top in zip(paths, predictor.predict(paths, topk=3)):
         print(path, top)          # [("airplane", 0.91), ("runway", 0.05), ...]
 
@@ -22,11 +23,11 @@ from PIL import Image
 
 from bimors.captions.provenance import expected_provenance
 from bimors.captions.store import CaptionStore
+from bimors.core.errors import DataError
 from bimors.data.images import open_rgb
 from bimors.data.transforms import build_transform
 from bimors.engine.precision import autocast
-from bimors.errors import DataError
-from bimors.trained import TrainedRun, load_trained
+from bimors.run.trained import TrainedRun, load_trained
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,19 @@ class Predictor:
         """Load ``run_dir`` (a finished run) for prediction; see :class:`Predictor` for options."""
         allow = kwargs.pop("allow_other_version", False)
         return cls(load_trained(run_dir, device, allow), **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls, source: str | Path, device: str = "auto", revision: str | None = None, **kwargs
+    ) -> Predictor:
+        """Load a run exported by ``bimors export`` (a folder) or pushed to the hub (``hf:ID``).
+
+        The backbone and, for methods that read captions, the captioner and
+        caption encoder come from the export's config; see :mod:`bimors.run.export`.
+        """
+        from bimors.run.export import load_exported
+
+        return cls(load_exported(source, device, revision), **kwargs)
 
     def hand_prompt_names(self, classnames: list[str]) -> list[str]:
         """Class names given by hand, in the prompt form the run used for its dataset.

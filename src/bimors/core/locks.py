@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from bimors.core.atomic import pid_alive
+
 logger = logging.getLogger(__name__)
 
 #: A lock from another host untouched for this long is taken as abandoned.
@@ -38,16 +40,6 @@ def lock_path(run_dir: str | Path) -> Path:
     return run_dir.with_name(run_dir.name + ".lock")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
 def _stale(path: Path) -> bool:
     try:
         holder = json.loads(path.read_text(encoding="utf-8"))
@@ -55,7 +47,7 @@ def _stale(path: Path) -> bool:
     except (OSError, ValueError):
         return False  # being written or removed right now: not ours to judge
     if holder.get("host") == socket.gethostname():
-        return not _alive(int(holder.get("pid", -1)))
+        return not pid_alive(int(holder.get("pid", -1)))
     return age > STALE_AFTER_S
 
 

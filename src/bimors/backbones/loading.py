@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from bimors.errors import ConfigError
+from bimors.core.errors import ConfigError
 
 #: transformers renamed ``torch_dtype`` to ``dtype`` in 4.56; earlier releases know only
 #: the old name and newer ones warn about it.

@@ -3,7 +3,7 @@ skipping finished runs.
 
 Run directories are ``OUT/<protocol>/<train dataset>/<method>/seed<k>``, and
 ``OUT/<protocol>/<train dataset>/<method>/<k1=v1,k2=v2>/seed<k>`` for a point
-of a sweep (:mod:`bimors.protocols.sweep`), so a rerun of the same command
+of a sweep (:mod:`bimors.grid.sweep`), so a rerun of the same command
 skips what is done and resumes what is not.
 """
 
@@ -15,17 +15,14 @@ from typing import Any
 
 from bimors.backbones import load_backbone
 from bimors.backbones.base import FrozenCLIP
-from bimors.config import apply_overrides, load_yaml
+from bimors.captions.stores import CaptionStores
+from bimors.core.config import apply_overrides, load_yaml
+from bimors.core.errors import ConfigError
+from bimors.core.locks import RunLock
 from bimors.data import DATASETS, build_dataset, check_exclusions, dataset_options
 from bimors.data.base import SceneDataset
 from bimors.engine.dist import Dist
-from bimors.engine.runlock import RunLock
-from bimors.errors import ConfigError
-from bimors.experiment import CaptionStores, run_plan
-from bimors.methods import METHODS
-from bimors.preflight import check_config, check_writable
-from bimors.protocols.plans import PROTOCOLS
-from bimors.protocols.sweep import (
+from bimors.grid.sweep import (
     Point,
     Sweep,
     check_not_set,
@@ -33,7 +30,11 @@ from bimors.protocols.sweep import (
     point_folder,
     point_overrides,
 )
-from bimors.run_config import RunConfig, resolve_config
+from bimors.methods import METHODS
+from bimors.protocols.plans import PROTOCOLS
+from bimors.run.config import RunConfig, resolve_config
+from bimors.run.experiment import run_plan
+from bimors.run.preflight import check_config, check_writable
 
 logger = logging.getLogger(__name__)
 

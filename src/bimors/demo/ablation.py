@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from bimors.data.synthetic import generate_scenes
-from bimors.protocols.runner import Roots, run_grid
-from bimors.protocols.sweep import parse_sweeps
+from bimors.demo.tiny import minilm_path, write_all, write_bert
+from bimors.grid.runner import Roots, run_grid
+from bimors.grid.sweep import parse_sweeps
 from bimors.report.build import build_report
-from bimors.tiny import minilm_path, write_all, write_bert
 
 logger = logging.getLogger(__name__)
 

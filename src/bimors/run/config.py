@@ -1,8 +1,8 @@
 """The resolved configuration of one run: backbone, data, captions, method and training.
 
-Presets (``bimors/configs/<method>.yaml``) give each method its reference
+Presets (``bimors/methods/configs/<method>.yaml``) give each method its reference
 hyper-parameters, per protocol and dataset where the official code differs
-(see :mod:`bimors.presets`); a user file and dotted overrides go on top. The
+(see :mod:`bimors.methods.presets`); a user file and dotted overrides go on top. The
 resolved config, with the record of the preset layers applied, is saved with
 every run and checkpoint.
 """
@@ -10,20 +10,34 @@ every run and checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from bimors.config import (
+from bimors.captions.config import CaptionConfig
+from bimors.core.config import (
     apply_overrides,
     deep_merge,
     from_dict,
     load_yaml,
     to_dict,
 )
-from bimors.errors import ConfigError
+from bimors.core.errors import ConfigError
+from bimors.data.config import DataConfig
+from bimors.engine.config import DEVICE, FeatureConfig, TrainConfig
 from bimors.methods import METHODS, MethodConfig, method_config
-from bimors.presets import PresetRecord, resolve_preset
+from bimors.methods.presets import PresetRecord, resolve_preset
+
+__all__ = [
+    "DEVICE",
+    "BackboneConfig",
+    "CaptionConfig",
+    "DataConfig",
+    "FeatureConfig",
+    "RunConfig",
+    "TrainConfig",
+    "absolute_paths",
+    "resolve_config",
+]
 
 
 @dataclasses.dataclass
@@ -48,153 +62,6 @@ class BackboneConfig:
                     f"backbone.{key}={getattr(self, key)!r} contradicts backbone.preset="
                     f"{self.preset} (which sets {want!r}); drop one of the two"
                 )
-
-
-@dataclasses.dataclass
-class DataConfig:
-    """Which data a run uses; ``bimors.data.dataset_options`` turns it into dataset options.
-
-    ``classnames``: ``reference`` (the official code's prompt names, reproduces
-    the paper) or ``readable``. ``split_file``: an explicit split file (else the
-    published one, or a seeded one saved beside the images). ``split_seed``:
-    seed of a seeded split. ``exclude``: a file of relpaths left out on purpose
-    (the dataset's ``excluded`` list is what to save with the run); one list
-    serves the training dataset and every transfer target.
-    ``check_split``: false to train on your own ``split_file`` for a dataset
-    with a published split (its SHA-256 pin is then not checked, and the run's
-    ``data.json`` says ``published_split: false``).
-    ``fewshot_sampler``: ``hash`` (ours: independent of Python's ``random``
-    and of the class set) or ``dassl`` (exactly the images the official
-    Dassl-based codes draw for the seed; see :mod:`bimors.data.dassl`).
-    """
-
-    dataset: str = "imagefolder"
-    root: str = ""
-    shots: int = 16  # per class; 0 or less means all training images
-    classnames: Literal["reference", "readable"] = "reference"
-    num_workers: int = 2
-    split_file: str | None = None
-    split_seed: int = 0
-    exclude: str | None = None
-    check_split: bool = True  # false: use your own split_file for a published dataset
-    fewshot_sampler: Literal["hash", "dassl"] = "hash"
-
-    def __post_init__(self) -> None:
-        if self.num_workers < 0:
-            raise ValueError("data.num_workers must be >= 0")
-
-
-@dataclasses.dataclass
-class CaptionConfig:
-    """Where caption vectors come from (needed by methods that use captions).
-
-    The token budget is ``max_new_tokens`` or, when ``max_length`` is set,
-    ``max_length`` as transformers counts it (the official script's
-    ``max_length=16``: 15 new tokens for a T5 decoder); set one, the other
-    null. ``preprocess``: ``none`` (the processor sees the decoded image) or
-    ``official`` (224 x 224 resize and min-max stretch first, as the official
-    ``gen_caption.py``; see :mod:`bimors.captions.preprocess`).
-    """
-
-    store: str | None = None  # default: <root>/.bimors/captions/<captioner>__<encoder>.sqlite
-    captioner: str = "Salesforce/blip2-flan-t5-xl"
-    encoder: str = "bert-base-uncased"
-    num_beams: int = 4
-    max_new_tokens: int | None = 16
-    max_length: int | None = None
-    preprocess: Literal["none", "official"] = "none"
-    batch_size: int = 16
-
-    def __post_init__(self) -> None:
-        if (self.max_new_tokens is None) == (self.max_length is None):
-            raise ValueError(
-                "set exactly one of captions.max_new_tokens and captions.max_length (the other "
-                f"null); got max_new_tokens={self.max_new_tokens}, max_length={self.max_length}"
-            )
-
-    def expected_generation(self) -> dict[str, Any]:
-        """The generation fields a caption store must have been made with."""
-        return {
-            "num_beams": self.num_beams,
-            "max_new_tokens": self.max_new_tokens,
-            "max_length": self.max_length,
-            "preprocess": self.preprocess,
-        }
-
-    def generation(self):
-        """The captioner's :class:`~bimors.captions.captioner.GenerationSettings`."""
-        from bimors.captions.captioner import GenerationSettings
-
-        return GenerationSettings(
-            num_beams=self.num_beams,
-            max_new_tokens=self.max_new_tokens,
-            max_length=self.max_length,
-            preprocess=self.preprocess,
-        )
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """SGD with a constant warm-up then cosine decay, stepped once per epoch (as Dassl does)."""
-
-    epochs: int = 10
-    batch_size: int = 4
-    lr: float = 0.009
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: int = 1
-    warmup_lr: float = 1e-5
-    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32"  # auto: bf16 if native
-    eval_batch_size: int = 100
-    seed: int = 1
-    deterministic: bool = False
-    selection: Literal["last", "val"] = "last"
-    nonfinite: Literal["stop", "skip"] = "stop"
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"train.{name} must be >= 1")
-        if self.lr <= 0:
-            raise ValueError("train.lr must be > 0")
-        if not 0 <= self.warmup_epochs < max(self.epochs, 1) + 1:
-            raise ValueError("train.warmup_epochs must be between 0 and train.epochs")
-        if not DEVICE.match(self.device):
-            raise ValueError(
-                f"train.device={self.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps"
-            )
-
-
-#: The device names a run accepts (whether the device exists is checked at run time).
-DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-@dataclasses.dataclass
-class FeatureConfig:
-    """The frozen image-feature cache (see :mod:`bimors.engine.features`).
-
-    Cached test-transform features equal recomputed ones, so that cache is on.
-    Cached training views replace fresh random augmentations by ``train_views``
-    fixed ones per image (a different augmentation distribution), so it is off.
-    Shared training views (``share_views``) are exact and cost about 2 KB per
-    view and field set ``pooled, norm`` (ViT-B/16), so they are on.
-    """
-
-    cache: bool = True  # reuse evaluation features across epochs, methods and seeds
-    dir: str | None = None  # default: $BIMORS_CACHE_DIR or ~/.cache/bimors/features
-    train_views: int = 0  # > 0: cache this many augmented views per training image
-    #: share training batches' frozen features across the runs of a grid seed (exact;
-    #: stored under <dir>/views; see bimors.engine.shared_views)
-    share_views: bool = True
-    share_fields: list[str] = dataclasses.field(default_factory=lambda: ["pooled", "norm"])
-
-    def __post_init__(self) -> None:
-        if self.train_views < 0:
-            raise ValueError("features.train_views must be >= 0")
-        from bimors.engine.shared_views import check_fields
-
-        check_fields(self.share_fields)
 
 
 @dataclasses.dataclass

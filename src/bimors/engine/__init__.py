@@ -1,0 +1,1 @@
+"""The one trainer, evaluator, feature cache, shared views, run folders, locks and DDP helpers."""
