@@ -78,6 +78,19 @@ def build_report(
 ) -> dict[str, Any]:
     """Write the report into ``out`` (default: ``runs``); ``per_run``: per-run figures too."""
     records = collect_records(runs)
+    if not records:
+        from bimors.core.errors import DataError
+
+        found = sorted(Path(runs).rglob("results.jsonl"))
+        why = (
+            f"its {len(found)} results.jsonl file(s) hold no readable record"
+            if found
+            else "it holds no results.jsonl (a finished run writes RUN/results.jsonl)"
+        )
+        raise DataError(
+            f"nothing to report under {runs}: {why}; pass the folder given to "
+            "`bimors run --out` or `bimors train --out`"
+        )
     out = Path(out or runs)
     tables = report_tables([r for r in records if not r.get("sweep")])
     ablations = ablation_tables(records)
