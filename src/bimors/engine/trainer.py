@@ -138,9 +138,8 @@ class Trainer:
         logger.info("resuming %s after epoch %d", self.out_dir, trainer["epoch"])
         return trainer
 
-    def _write_epoch(
-        self, row: dict, history: list, steps_per_s: float = 0.0, left_s: float = 0.0
-    ) -> None:
+    def _write_epoch(self, row: dict, history: list) -> None:
+        steps_per_s, left_s = getattr(self, "_pace", (0.0, 0.0))
         logger.info("%s", epoch_line(row, self.cfg.epochs, steps_per_s, left_s))
         if not (self.out_dir and self.dist.is_main):
             return
@@ -251,8 +250,11 @@ class Trainer:
             self._save_last(epoch + 1, steps, skipped, history, best)
             done = epoch + 1 - start
             per_epoch = (time.monotonic() - began) / done
-            self._write_epoch(row, history, steps_per_s=n_batches / per_epoch if per_epoch else 0.0,
-                              left_s=per_epoch * (cfg.epochs - epoch - 1))  # fmt: skip
+            self._pace = (
+                n_batches / per_epoch if per_epoch else 0.0,
+                per_epoch * (cfg.epochs - epoch - 1),
+            )
+            self._write_epoch(row, history)
         selected = cfg.epochs
         if cfg.selection == "val" and best["state"] is not None:
             method.load_method_state_dict(best["state"], "best-on-val state")
