@@ -82,7 +82,7 @@ def test_run_refuses_a_store_of_another_encoder_or_with_missing_images(
         # ... and pointed at this store explicitly, the store is refused for its encoder.
         explicit = ("data.dataset=synthetic", f"captions.store={path}")
         cfg = config(scenes, "data.shots=0", "captions.encoder=roberta-base", *explicit)
-        with pytest.raises(DataError, match=r"encoder: store has 'bert-base-uncased'"):
+        with pytest.raises(DataError, match=r"encoder_id: store has 'bert-base-uncased'"):
             run(cfg, "c")
     finally:
         shutil.rmtree(scenes / ".bimors")  # the scenes folder is shared by other tests

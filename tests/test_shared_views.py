@@ -250,3 +250,14 @@ def test_token_states_and_layer_means_share_exactly_when_listed(env, tmp_path, e
     sa, sb = _states(tmp_path / "p"), _states(tmp_path / "s")
     for m in methods:
         assert all(torch.equal(sa[m][key], sb[m][key]) for key in sa[m]), m
+
+
+def test_loaded_feature_files_are_aligned_like_the_encoders_output(tmp_path):
+    """safetensors views sit at the file's data offset; BLAS may round unaligned input
+    differently, so a loaded view must be copied into aligned memory to stay bit-equal."""
+    from safetensors.torch import save_file
+
+    from bimors.engine.feature_cache import load_value
+
+    save_file({"value": torch.randn(4, 8)}, str(tmp_path / "x.safetensors"))
+    assert load_value(tmp_path / "x.safetensors", "view", tmp_path).data_ptr() % 64 == 0

@@ -336,8 +336,12 @@ def test_the_ablation_demo_commands_list_their_grids(tmp_path, capsys):
     from bimors.demo.ablation import ablation_commands
 
     capsys.readouterr()
-    *runs, report = ablation_commands(tmp_path)
+    prepare, *runs, report = ablation_commands(tmp_path)
+    assert not any(tmp_path.iterdir())  # listing the commands writes nothing
     assert report == f"bimors report {tmp_path / 'runs'}"
+    assert main(["-q", *shlex.split(prepare)[1:]]) == 0  # the first command writes the inputs
+    assert (tmp_path / "models" / "clip-hf").is_dir() and (tmp_path / "data").is_dir()
+    capsys.readouterr()
     counts = []
     for cmd in runs:
         assert main(["-q", *shlex.split(cmd)[1:], "--list"]) == 0

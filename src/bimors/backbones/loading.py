@@ -130,7 +130,34 @@ def load_failure(kind: str, model_id: str, err: BaseException) -> ModelLoadError
 
 
 def _short(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """``text`` within ``limit`` characters, cut after a whole word (never mid-word)."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3].rsplit(" ", 1)[0].rstrip(" ,;:")
+    return cut + "..."
+
+
+def _reason(text: str) -> str:
+    """The first sentence of a library's error: the reason, without its generic advice."""
+    text = " ".join(text.split())
+    head = text.split(". ", 1)[0].rstrip(".")
+    return _short(head, 240)
+
+
+def offline_weights_advice(arch: str, tag: str, reason: str) -> str:
+    """One complete line for open_clip weights that could not be fetched, with commands that work.
+
+    The first command fills the Hugging Face cache on a connected machine (the
+    cache open_clip reads); the second runs here on a copy of the file, which a
+    backbone preset accepts as ``backbone.pretrained``.
+    """
+    base = arch.removesuffix("-quickgelu")
+    fill = f"python -c \"import open_clip; open_clip.create_model('{base}', pretrained='{tag}')\""
+    return (
+        f"cannot fetch open_clip weights {tag!r} for {arch!r} ({_reason(reason)}). On a machine "
+        f"with internet access run `{fill}` to fill the Hugging Face cache (HF_HOME), or run "
+        "with a local copy of the weights: `--set backbone.pretrained=/path/to/weights.bin`"
+    )
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -220,11 +247,15 @@ def fetch_weights(ref: str) -> Path:
         try:
             return Path(hf_hub_download(repo, filename))
         except Exception as err:  # hub errors have many types; all mean "not available"
+            fetch = (
+                'python -c "from huggingface_hub import hf_hub_download; '
+                f"print(hf_hub_download('{repo}', '{filename}'))\""
+            )
             raise ModelLoadError(
                 f"cannot fetch {filename!r} from the hub repository {repo!r} "
-                f"({type(err).__name__}: {_short(' '.join(str(err).split()), 200)}). Run once on "
-                "a machine with internet access (or unset HF_HUB_OFFLINE), or download the file "
-                "and pass its path as backbone.pretrained"
+                f"({type(err).__name__}: {_reason(str(err))}). On a machine with internet access "
+                f"run `{fetch}` (it prints the file's path), then run with "
+                f"`--set backbone.pretrained=/path/to/{Path(filename).name}`"
             ) from err
     return _fetch_url(ref)
 

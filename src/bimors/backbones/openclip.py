@@ -22,13 +22,16 @@ from bimors.backbones.base import OPENAI_MEAN, OPENAI_STD, FrozenCLIP, ImageFeat
 from bimors.backbones.blocks import UnsupportedBlocks, open_clip_plain_blocks
 from bimors.backbones.loading import (
     ModelLoadError,
+    _short,
     fetch_weights,
     is_remote_weights,
     load_strict,
     looks_like_path,
     missing_folder,
+    offline_weights_advice,
     read_state_dict,
 )
+from bimors.backbones.quiet import quiet_open_clip
 from bimors.backbones.towers import TextTower, VisionTower
 
 logger = logging.getLogger(__name__)
@@ -274,7 +277,8 @@ class OpenCLIP(FrozenCLIP):
         if name.endswith("-quickgelu") and not name.startswith("hf-hub:"):
             arch, quick = name[: -len("-quickgelu")], True
         try:
-            model = open_clip.create_model(arch, pretrained=tag, force_quick_gelu=quick)
+            with quiet_open_clip():
+                model = open_clip.create_model(arch, pretrained=tag, force_quick_gelu=quick)
         except RuntimeError as err:
             text = " ".join(str(err).split())
             if "not found" in text.lower() and "config" in text.lower():
@@ -287,17 +291,18 @@ class OpenCLIP(FrozenCLIP):
                 ) from err
             if "state_dict" in text:
                 raise ModelLoadError(
-                    f"the {tag!r} weights do not fit open_clip architecture {name!r}: {text[:200]}"
+                    f"the {tag!r} weights do not fit open_clip architecture {name!r}: "
+                    f"{_short(text, 200)}"
                 ) from err
+            if tag and "download" in text.lower():
+                raise ModelLoadError(offline_weights_advice(name, tag, text)) from err
             raise ModelLoadError(
-                f"cannot build open_clip {name!r} / {tag!r}: {text[:300]}"
+                f"cannot build open_clip {name!r} / {tag!r}: {_short(text)}"
             ) from err
         except (OSError, ValueError) as err:
             text = " ".join(str(err).split())
             raise ModelLoadError(
-                f"cannot load open_clip {name!r} with pretrained {tag!r} ({type(err).__name__}: "
-                f"{text[:250]}); on a machine without internet access pass a local folder or "
-                "checkpoint file (backbone.pretrained=PATH)"
+                offline_weights_advice(name, tag, f"{type(err).__name__}: {text}")
             ) from err
         if quick and activation(model) != "quick_gelu":
             raise ModelLoadError(f"open_clip built {name!r} without QuickGELU; refusing to run it")

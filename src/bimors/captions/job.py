@@ -24,8 +24,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from tqdm.auto import tqdm
-
 from bimors.captions.captioner import Captioner
 from bimors.captions.encoder import CaptionEncoder
 from bimors.captions.plan import plan_batches
@@ -35,8 +33,12 @@ from bimors.captions.store import CaptionStore
 from bimors.captions.verify import check_hashes
 from bimors.core.errors import DataError
 from bimors.core.locks import RunLock
+from bimors.core.progress import progress as progress_bar
 
 logger = logging.getLogger(__name__)
+
+#: In a log file (no terminal), a caption job logs one progress line per this many batches.
+LOG_EVERY_BATCHES = 20
 
 MAX_LISTED = 20
 
@@ -220,7 +222,10 @@ def _caption_batches(
     progress: bool,
 ) -> None:
     """Caption, encode and commit each batch; decoding failures are committed as such."""
-    bar = tqdm(total=sum(map(len, batches)), desc="captions", unit="img", disable=not progress)
+    every = LOG_EVERY_BATCHES * max(map(len, batches), default=1)
+    bar = progress_bar(
+        total=sum(map(len, batches)), desc="captions", unit="img", enabled=progress, every=every
+    )
     with bar:
         for loaded in read_batches(root, batches, num_workers):
             ok = [x for x in loaded if x.error is None]

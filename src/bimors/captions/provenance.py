@@ -25,19 +25,25 @@ if TYPE_CHECKING:
     from bimors.captions.captioner import Captioner
     from bimors.captions.encoder import CaptionEncoder
 
-#: Provenance fields that must agree for two sets of vectors to be mixed.
+#: Provenance fields that must agree for two sets of vectors to be mixed. The models are
+#: compared by :func:`portable_ref` (hub id, or a local folder's name and weights digest),
+#: never by path, so a store moves between machines and virtual environments.
 IDENTITY_KEYS = (
-    "captioner",
+    "captioner_id",
     "captioner_revision",
     "captioner_dtype",
     "generation",
-    "encoder",
+    "encoder_id",
     "encoder_revision",
     "encoder_dtype",
     "pooling",
     "dim",
 )
 
+
+#: Key of an expectation that says where the models are on this machine (for the commands an
+#: error prints); :func:`differences` does not compare it.
+MODELS = "_models"
 
 #: Generation fields added after stores were first written, with the value every older
 #: store was made with (the budget was max_new_tokens, the image went in unchanged).
@@ -51,6 +57,9 @@ def with_legacy_defaults(provenance: Mapping[str, Any]) -> dict[str, Any]:
     without either, so it keeps matching a config that asks for neither.
     """
     out = dict(provenance)
+    for role in ("captioner", "encoder"):  # stores before portable ids named models by path
+        if f"{role}_id" not in out and out.get(role):
+            out[f"{role}_id"] = portable_ref(str(out[role]))
     generation = out.get("generation")
     if isinstance(generation, Mapping):
         out["generation"] = {**LEGACY_GENERATION, **generation}
@@ -61,6 +70,17 @@ def model_ref(model_id: str) -> str:
     """A hub id as given; a local folder as its absolute path (so the cwd never matters)."""
     path = Path(model_id).expanduser()
     return str(path.resolve()) if path.is_dir() else model_id
+
+
+def portable_ref(model_id: str) -> str:
+    """What identifies a model on any machine: a hub id as given; a local folder as
+    ``folder:NAME@sha256:DIGEST`` (its weights' digest); a path that is not here as given."""
+    from bimors.core.filehash import folder_digest
+
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        return f"folder:{path.resolve().name}@sha256:{folder_digest(path)[:16]}"
+    return model_id
 
 
 def library_versions() -> dict[str, str]:
@@ -85,11 +105,13 @@ def job_provenance(captioner: Captioner, encoder: CaptionEncoder) -> dict[str, A
 
     return {
         "captioner": model_ref(captioner.model_id),
+        "captioner_id": portable_ref(captioner.model_id),
         "captioner_revision": captioner.revision,
         "captioner_class": type(captioner.model).__name__,
         "captioner_dtype": dtype_name(captioner.dtype),
         "generation": captioner.settings.as_dict(),
         "encoder": model_ref(encoder.model_id),
+        "encoder_id": portable_ref(encoder.model_id),
         "encoder_revision": encoder.revision,
         "encoder_class": type(encoder.model).__name__,
         "encoder_dtype": dtype_name(encoder.dtype),
@@ -107,6 +129,8 @@ def differences(recorded: Mapping[str, Any], expected: Mapping[str, Any]) -> lis
     """
     out = []
     for key, want in expected.items():
+        if key == MODELS:  # where the models are here: for commands, not compared
+            continue
         have = recorded.get(key)
         if isinstance(want, Mapping) and isinstance(have, Mapping):
             out += [f"{key}.{d}" for d in differences(have, want)]
@@ -116,8 +140,9 @@ def differences(recorded: Mapping[str, Any], expected: Mapping[str, Any]) -> lis
 
 
 def identity(provenance: Mapping[str, Any]) -> dict[str, Any]:
-    """The compared part of a provenance record."""
-    return {k: provenance.get(k) for k in IDENTITY_KEYS}
+    """The compared part of a provenance record (model ids derived where only paths are)."""
+    full = with_legacy_defaults(provenance)
+    return {k: full.get(k) for k in IDENTITY_KEYS}
 
 
 def expected_provenance(
@@ -136,9 +161,11 @@ def expected_provenance(
     """
     out: dict[str, Any] = {}
     if captioner is not None:
-        out["captioner"] = model_ref(captioner)
+        out["captioner_id"] = portable_ref(captioner)
+        out.setdefault(MODELS, {})["captioner"] = model_ref(captioner)
     if encoder is not None:
-        out["encoder"] = model_ref(encoder)
+        out["encoder_id"] = portable_ref(encoder)
+        out.setdefault(MODELS, {})["encoder"] = model_ref(encoder)
     if generation is None:
         generation = {
             k: v
@@ -187,8 +214,9 @@ def caption_command(
 
     prov = dict(provenance or {})
     args = ["bimors", "caption", "--dataset", dataset or "NAME", "--root", str(root or "DIR")]
-    captioner = prov.get("captioner", DEFAULT_CAPTIONER)
-    encoder = prov.get("encoder", DEFAULT_ENCODER)
+    models = {**{k: prov[k] for k in ("captioner", "encoder") if k in prov}, **prov.get(MODELS, {})}
+    captioner = models.get("captioner", DEFAULT_CAPTIONER)
+    encoder = models.get("encoder", DEFAULT_ENCODER)
     default = default_store_path(root, captioner, encoder) if root is not None else None
     if store is not None and (default is None or Path(store).resolve() != default.resolve()):
         args += ["--store", str(store)]

@@ -26,7 +26,7 @@ from bimors.captions.captioner import (
 from bimors.captions.encoder import DEFAULT_ENCODER, CaptionEncoder
 from bimors.captions.job import caption_images, leftover_parts
 from bimors.captions.plan import plan_batches
-from bimors.captions.provenance import default_store_path, model_ref
+from bimors.captions.provenance import default_store_path, portable_ref
 from bimors.captions.store import CaptionStore
 from bimors.core.errors import ConfigError, DataError
 
@@ -127,8 +127,8 @@ def caption_dataset(
     if num_workers is None:  # decode ahead of a GPU; on CPUs the model needs every core
         num_workers = 4 if dev.type == "cuda" else 0
     expected = {
-        "captioner": model_ref(captioner),
-        "encoder": model_ref(encoder),
+        "captioner_id": portable_ref(captioner),
+        "encoder_id": portable_ref(encoder),
         "generation": settings.as_dict(),
         "captioner_dtype": dtype_name(torch_dtype),
     }

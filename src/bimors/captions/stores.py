@@ -4,20 +4,33 @@ The run only asks :meth:`CaptionStores.get` for a dataset's store; the choice
 (an explicit ``--store NAME=FILE``, ``captions.store`` for the run's own
 dataset, else the default place beside the data) and the provenance check
 (the store must have been made with the models and decoding the config names)
-live here, with the captions.
+live here, with the captions. A run records the stores it read
+(``stores.json``), so ``bimors eval RUN`` reads the same ones.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from bimors.captions.config import CaptionConfig
-from bimors.captions.provenance import caption_command, default_store_path, expected_provenance
+from bimors.captions.provenance import (
+    caption_command,
+    default_store_path,
+    expected_provenance,
+    identity,
+)
 from bimors.captions.store import CaptionStore
 from bimors.core.errors import DataError
 from bimors.data.base import SceneDataset
 from bimors.data.config import DataConfig
+
+logger = logging.getLogger(__name__)
+
+#: The file in a run folder that records the caption stores the run read.
+STORES_FILE = "stores.json"
 
 
 class RunSections(Protocol):
@@ -83,6 +96,37 @@ class CaptionStores:
                 raise
             self._open[dataset.name] = store
         return self._open[dataset.name]
+
+    def used(self) -> dict[str, dict[str, Any]]:
+        """The stores this run read, by dataset: absolute path and identity (``stores.json``)."""
+        return {
+            name: {"path": str(store.path.resolve()), "identity": identity(store.provenance)}
+            for name, store in sorted(self._open.items())
+        }
+
+    @classmethod
+    def recorded(cls, run_path: str | Path) -> dict[str, Path]:
+        """The stores a finished run recorded in ``stores.json`` that are still where they were.
+
+        A store that has moved is left out (the default lookup and ``--store``
+        still apply); one that is there is used, and checked like any other.
+        """
+        file = Path(run_path) / STORES_FILE
+        if not file.is_file():
+            return {}
+        try:
+            entries = json.loads(file.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise DataError(f"{file} is not valid JSON ({err}); delete it to look stores up "
+                            "by the run config, or pass --store NAME=FILE") from None  # fmt: skip
+        found = {}
+        for name, entry in entries.items():
+            path = Path(entry.get("path", ""))
+            if path.is_file():
+                found[name] = path
+            else:
+                logger.info("the store %s recorded for %s is not there; looking it up", path, name)
+        return found
 
     def _data_args(self, dataset: SceneDataset) -> str:
         """The ``bimors caption`` options that give it the run's split and exclusions."""

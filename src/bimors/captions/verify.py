@@ -14,9 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from bimors.captions.reader import file_sha256
+from bimors.core.progress import progress as progress_bar
 
 
 @dataclass
@@ -55,7 +54,7 @@ def check_hashes(
     report = VerifyReport(checked=len(todo))
     with ThreadPoolExecutor(max_workers=threads) as pool:
         found = pool.map(lambda r: _hash_or_none(root / r), todo)
-        bar = tqdm(found, total=len(todo), desc="verify", unit="img", disable=not progress)
+        bar = progress_bar(found, total=len(todo), desc="verify", unit="img", enabled=progress)
         for relpath, sha in zip(todo, bar, strict=True):
             if sha is None:
                 report.unreadable.append(relpath)

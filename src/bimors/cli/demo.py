@@ -23,6 +23,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="with --ablation: print the equivalent bimors run / report commands and exit",
     )
+    p.add_argument(
+        "--prepare",
+        action="store_true",
+        help="with --ablation: only write the tiny models and synthetic scenes under OUT "
+        "(the first of the --print-commands)",
+    )
     p.set_defaults(func=run)
 
 
@@ -49,9 +55,13 @@ def _ablation(args: argparse.Namespace, progress: bool) -> int:
     from bimors.demo.ablation import ablation_commands, prepare, run_ablation_demo
     from bimors.demo.base2new import NOTE
 
-    if args.print_commands:
-        prepare(args.out.absolute())  # the models and data the commands name
+    if args.print_commands:  # writes nothing: the first command prepares the inputs
         print("\n".join(ablation_commands(args.out)))
+        return 0
+    if args.prepare:
+        models, data = prepare(args.out.absolute())
+        print(f"models: {models}")
+        print(f"scenes: {data}")
         return 0
     out = run_ablation_demo(args.out, progress=progress)
     print(out["markdown"])

@@ -45,6 +45,11 @@ def readable_name(folder_name: str) -> str:
     return re.sub(r"[\s_\-]+", " ", text).strip().lower()
 
 
+def folder_title(title: str) -> str:
+    """``"AID folder"``; ``"image folder"`` stays as it is (not "image folder folder")."""
+    return title if title.lower().endswith("folder") else f"{title} folder"
+
+
 def prompt_names(
     classnames: list[str], style: str = "reference", readable: dict[str, str] | None = None
 ) -> list[str]:
@@ -157,7 +162,7 @@ class SceneDataset:
         if not self.root.is_dir():
             raise DataError(
                 f"dataset folder {self.root} does not exist; pass --root pointing at the "
-                f"{self.info.title or self.name or 'image'} folder (expected layout: "
+                f"{folder_title(self.info.title or self.name or 'image')} (expected layout: "
                 f"{self.info.layout})"
             )
         self.classnames: list[str] = list(self.classes)
@@ -317,8 +322,8 @@ class SceneDataset:
                 raise DataError(
                     f"{len(missing)} image(s) listed in {self.split_path} are missing under "
                     f"{self.image_root}: {_preview(missing)}. Check that --root is the "
-                    f"{self.info.title or self.name} folder ({self.info.layout}); restore the "
-                    "files, or exclude them explicitly (exclude=<file listing them>)"
+                    f"{folder_title(self.info.title or self.name)} ({self.info.layout}); "
+                    "restore the files, or exclude them explicitly (exclude=<file listing them>)"
                 )
             if self.exclude_shared:  # the other entries are other datasets' images
                 self.exclude = self.exclude & split.relpaths()

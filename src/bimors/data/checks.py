@@ -18,10 +18,9 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from bimors.core import atomic
 from bimors.core.errors import DataError, StorageError
+from bimors.core.progress import progress as progress_bar
 from bimors.data.images import image_problem
 from bimors.data.published import cache_dir, path_key
 
@@ -76,13 +75,12 @@ def find_bad_images(
         workers = workers or min(8, os.cpu_count() or 1)
         with ThreadPoolExecutor(max(1, workers)) as pool:
             results = pool.map(lambda r: image_problem(root / r), fresh)
-            for r, problem in tqdm(
+            for r, problem in progress_bar(
                 zip(fresh, results, strict=True),
                 total=len(fresh),
                 desc="check images",
-                disable=not progress,
+                enabled=progress,
                 unit="img",
-                leave=False,
             ):
                 if problem is None:
                     good[r] = signatures[r]  # type: ignore[assignment]

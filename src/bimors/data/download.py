@@ -26,6 +26,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from bimors.core.errors import DataError
+from bimors.core.progress import on_terminal
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def _fetch(url: str, part: Path, timeout: float, progress: bool) -> None:
                 unit="B",
                 unit_scale=True,
                 desc=part.name.removesuffix(".part"),
-                disable=not progress,
+                disable=not (progress and on_terminal()),
             ) as bar,
         ):
             for block in iter(lambda: resp.read(CHUNK), b""):

@@ -16,9 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
-from tqdm.auto import tqdm
-
 from bimors.core.errors import DataError
+from bimors.core.progress import progress as progress_bar
 from bimors.data.base import IMAGE_EXTENSIONS, SceneDataset, list_images
 from bimors.data.images import BAD_IMAGE_FIX, image_problem
 from bimors.data.split import Split, seeded_split
@@ -201,11 +200,11 @@ def verify_dataset(
     if decode:
         with ThreadPoolExecutor(max(1, workers)) as pool:
             results = pool.map(lambda r: image_problem(base / r), todo)
-            for r, problem in tqdm(
+            for r, problem in progress_bar(
                 zip(todo, results, strict=True),
                 total=len(todo),
                 desc=f"decode {ds.name}",
-                disable=not progress,
+                enabled=progress,
                 unit="img",
             ):
                 if problem is not None:

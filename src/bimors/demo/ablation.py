@@ -79,11 +79,12 @@ def prepare(out: Path, per_class: int = 24) -> tuple[Path, Path]:
 
 
 def ablation_commands(out: str | Path) -> list[str]:
-    """The ``bimors run`` commands the demo runs, then the report command."""
+    """The commands that do what the demo does: prepare its inputs, the grids, the report."""
     out = Path(out).absolute()
     models, data_root = out / "models", out / "data" / "synthetic"
     runs = out / "runs"
-    cmds = []
+    # the models and scenes the runs name, written by the demo itself (printing writes nothing)
+    cmds = [shlex.join(["bimors", "demo", "--ablation", "--prepare", "--out", str(out)])]
     for grid in _grids(models):
         cmd = ["bimors", "run", "--protocol", "base2new", "--method", *grid["methods"]]
         cmd += ["--dataset", "synthetic", "--root", f"synthetic={data_root}", "--caption"]

@@ -6,9 +6,9 @@ import dataclasses
 import logging
 
 import torch
-from tqdm.auto import tqdm
 
 from bimors.core.errors import DataError
+from bimors.core.progress import progress as progress_bar
 from bimors.engine.data import TaskData
 from bimors.engine.dist import Dist
 from bimors.engine.features import FeatureSource
@@ -66,7 +66,7 @@ def evaluate(
     loader = features.eval_loader(
         method, data, batch_size, dist, num_workers, device.type == "cuda", precision
     )
-    for batch in tqdm(loader, desc="eval", disable=not progress, leave=False):
+    for batch in progress_bar(loader, desc="eval", enabled=progress):
         labels = batch["label"]
         caps = data.captions[batch["index"]].to(device) if data.captions is not None else None
         with autocast(device, precision):

@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from bimors.backbones.base import ImageFeatures
+from bimors.core.progress import progress as progress_bar
 from bimors.data.images import ImageDataset
 from bimors.data.transforms import build_transform
 from bimors.engine.config import TrainConfig
@@ -60,7 +60,7 @@ def extract_features(
         TaskData(images, data.classnames), batch_size, indices, num_workers, device.type == "cuda"
     )
     parts, labels = [], []
-    for batch in tqdm(loader, desc="features", disable=not progress, leave=False):
+    for batch in progress_bar(loader, desc="features", enabled=progress):
         with autocast(device, precision):
             f = method.image_features(batch["pixels"].to(device, non_blocking=True))
         f = f.to("cpu", torch.float32)

@@ -48,7 +48,11 @@ def load_value(path: Path, what: str, folder: Path) -> Tensor:
     from safetensors.torch import load_file
 
     try:
-        return load_file(str(path))["value"]
+        # A copy in freshly allocated (64-byte aligned) memory: safetensors hands out a view
+        # at the file's data offset, and BLAS kernels may round differently on unaligned
+        # input, so training on a loaded view would not be bit-equal to training on the
+        # encoder's output (Intel MKL's reproducibility conditions require aligned input).
+        return load_file(str(path))["value"].clone()
     except FileNotFoundError:
         raise DataError(
             f"{what} {path} disappeared while in use; rerun to compute it again"

@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from bimors.backbones.base import ImageFeatures
+from bimors.core.progress import progress as progress_bar
 from bimors.data.images import ImageDataset
 from bimors.data.split import stable_seed
 from bimors.engine.data import (
@@ -301,7 +301,7 @@ class CachedFeatures(FeatureSource):
         )
         device = method.backbone.device
         with torch.no_grad(), autocast(device, precision):
-            for batch in tqdm(loader, desc="caching features", disable=not self.progress):
+            for batch in progress_bar(loader, desc="caching features", enabled=self.progress):
                 feats = method.image_features(batch["pixels"].to(device))
                 for k, (i, v) in enumerate(
                     zip(batch["i"].tolist(), batch["v"].tolist(), strict=True)

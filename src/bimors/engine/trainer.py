@@ -18,14 +18,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from bimors.core import atomic
 from bimors.core.errors import BimorsError, CheckpointError
+from bimors.core.progress import eta, progress
 from bimors.engine.checkpoint import read_checkpoint, save_checkpoint
 from bimors.engine.config import TrainConfig
 from bimors.engine.data import TaskData
@@ -138,7 +139,8 @@ class Trainer:
         return trainer
 
     def _write_epoch(self, row: dict, history: list) -> None:
-        logger.info("epoch %d: %s", row["epoch"], {k: v for k, v in row.items() if k != "epoch"})
+        steps_per_s, left_s = getattr(self, "_pace", (0.0, 0.0))
+        logger.info("%s", epoch_line(row, self.cfg.epochs, steps_per_s, left_s))
         if not (self.out_dir and self.dist.is_main):
             return
         atomic.write_jsonl(self.out_dir / "metrics.jsonl", history)
@@ -181,6 +183,7 @@ class Trainer:
             state["best"] if state else {"acc": -math.inf, "epoch": 0, "state": None}
         )
         loss_value = history[-1]["loss"] if history else float("nan")
+        began = time.monotonic()
         for epoch in range(start, cfg.epochs):
             lr = lr_at_epoch(epoch, cfg.lr, cfg.epochs, cfg.warmup_epochs, cfg.warmup_lr)
             for group in self.optimizer.param_groups:
@@ -198,12 +201,7 @@ class Trainer:
                 cfg.precision,
             )
             total, correct, loss_sum, n_batches = 0, 0, 0.0, 0
-            bar = tqdm(
-                loader,
-                desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                disable=not self.progress,
-                leave=False,
-            )
+            bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=self.progress)
             for batch in bar:
                 steps += 1
                 loss, logits, labels = self._step_loss(train, batch)
@@ -250,6 +248,12 @@ class Trainer:
                     best = {"acc": acc, "epoch": epoch + 1, "state": method.method_state_dict()}
             history.append(row)
             self._save_last(epoch + 1, steps, skipped, history, best)
+            done = epoch + 1 - start
+            per_epoch = (time.monotonic() - began) / done
+            self._pace = (
+                n_batches / per_epoch if per_epoch else 0.0,
+                per_epoch * (cfg.epochs - epoch - 1),
+            )
             self._write_epoch(row, history)
         selected = cfg.epochs
         if cfg.selection == "val" and best["state"] is not None:
@@ -340,3 +344,15 @@ class Trainer:
             logits = self.model(feats, caps)
             loss = self.method.loss(logits.float(), labels)
         return loss, logits, labels
+
+
+def epoch_line(row: dict, epochs: int, steps_per_s: float, left_s: float) -> str:
+    """One complete log line per epoch: what a log file shows instead of a bar."""
+    parts = [f"loss {row['loss']:.4f}", f"train acc {row['train_acc']:.2f}%"]
+    if "val_acc" in row:
+        parts.append(f"val acc {row['val_acc']:.2f}%")
+    if row.get("skipped_steps"):
+        parts.append(f"{row['skipped_steps']} skipped steps")
+    parts.append(f"lr {row['lr']:.3g}")
+    parts.append(f"{steps_per_s:.2f} steps/s, ETA {eta(left_s)}")
+    return f"epoch {row['epoch']}/{epochs}: " + ", ".join(parts)

@@ -20,8 +20,9 @@ from typing import Any
 from bimors.report import cellfmt
 from bimors.report.aggregate import Stat, base2new_rows, transfer_rows
 from bimors.report.grid import METRIC_LABELS, TITLES
-from bimors.report.latex import escape
+from bimors.report.latex import MAX_NUMBERS, column_parts, escape
 from bimors.report.names import dataset_label, method_label, order_methods
+from bimors.report.shortnames import legend, short_names
 
 Column = tuple[str, str]  # (dataset or "average", metric)
 
@@ -192,6 +193,21 @@ def _value(value: Any) -> str:
     return yaml_text(value)
 
 
+def _shortened(table: AblationTable) -> dict[str, dict[str, str]]:
+    """Per swept key, the short names of its long path values (see report.shortnames)."""
+    return {k: short_names(_value(row.point.get(k)) for row in table.rows) for k in table.keys}
+
+
+def _cell_value(table: AblationTable, key: str, value: Any, names: dict) -> str:
+    text = _value(value)
+    return names.get(key, {}).get(text, text)
+
+
+def _legend_note(names: dict[str, dict[str, str]]) -> str:
+    text = legend(names)
+    return f"Full values: {text}." if text else ""
+
+
 def ablation_markdown(table: AblationTable) -> str:
     """The table as Markdown, with its note."""
     m = cellfmt.MARKDOWN
@@ -201,35 +217,48 @@ def ablation_markdown(table: AblationTable) -> str:
         "|---|" + "---|" * len(table.keys) + "---:|" * len(table.columns),
     ]
     best = {c: table.best(c) for c in table.columns}
+    names = _shortened(table)
     for row in table.rows:
-        values = [_value(row.point.get(k)).replace("|", "\\|") for k in table.keys]
+        values = [
+            _cell_value(table, k, row.point.get(k), names).replace("|", "\\|") for k in table.keys
+        ]
         cells = [cellfmt.ours(row.cells.get(c), best[c], m) for c in table.columns]
         lines.append("| " + " | ".join([method_label(row.method), *values, *cells]) + " |")
-    return "\n".join(lines) + f"\n\n- {_note(table)}\n"
+    notes = [_note(table), _legend_note(names)]
+    return "\n".join(lines) + "\n\n" + "".join(f"- {n}\n" for n in notes if n)
 
 
 def ablation_latex(table: AblationTable) -> str:
-    """One booktabs ``table`` environment."""
+    """Booktabs ``table`` environments at the document's font size: a table wider than
+    :data:`~bimors.report.latex.MAX_NUMBERS` numbers is split into parts by columns."""
     ll = cellfmt.LATEX
-    heads = ["Method", *table.keys, *(_column_label(table, c) for c in table.columns)]
-    body = [
-        r"\begin{table}[htbp]",
-        r"\centering",
-        rf"\caption{{{escape(table.title)}}}",
-        r"\resizebox{\linewidth}{!}{%",
-        r"\begin{tabular}{l" + "l" * len(table.keys) + "r" * len(table.columns) + "}",
-        r"\toprule",
-        " & ".join(escape(h) for h in heads) + r" \\",
-        r"\midrule",
-    ]
     best = {c: table.best(c) for c in table.columns}
-    for row in table.rows:
-        values = [escape(_value(row.point.get(k))) for k in table.keys]
-        cells = [cellfmt.ours(row.cells.get(c), best[c], ll) for c in table.columns]
-        body.append(" & ".join([escape(method_label(row.method)), *values, *cells]) + r" \\")
-    body += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip\footnotesize"]
-    body += [escape(_note(table)) + r"\par", r"\end{table}", ""]
-    return "\n".join(body)
+    names = _shortened(table)
+    parts = column_parts(table.columns, max(1, MAX_NUMBERS - len(table.keys)))
+    out = []
+    for i, columns in enumerate(parts, 1):
+        heads = ["Method", *table.keys, *(_column_label(table, c) for c in columns)]
+        title = table.title + (f" (part {i} of {len(parts)})" if len(parts) > 1 else "")
+        body = [
+            r"\begin{table}[htbp]",
+            r"\centering",
+            rf"\caption{{{escape(title)}}}",
+            r"\begin{tabular}{l" + "l" * len(table.keys) + "r" * len(columns) + "}",
+            r"\toprule",
+            " & ".join(escape(h) for h in heads) + r" \\",
+            r"\midrule",
+        ]
+        for row in table.rows:
+            values = [escape(_cell_value(table, k, row.point.get(k), names)) for k in table.keys]
+            cells = [cellfmt.ours(row.cells.get(c), best[c], ll) for c in columns]
+            body.append(" & ".join([escape(method_label(row.method)), *values, *cells]) + r" \\")
+        body += [r"\bottomrule", r"\end{tabular}", r"\par\smallskip\footnotesize"]
+        if i == len(parts):
+            notes = [n for n in (_note(table), _legend_note(names)) if n]
+            body += [escape(n) + r"\par" for n in notes]
+        body += [r"\end{table}", ""]
+        out.append("\n".join(body))
+    return "\n".join(out)
 
 
 def ablation_csv(tables: list[AblationTable]) -> str:

@@ -78,21 +78,36 @@ def build_report(
 ) -> dict[str, Any]:
     """Write the report into ``out`` (default: ``runs``); ``per_run``: per-run figures too."""
     records = collect_records(runs)
+    if not records:
+        from bimors.core.errors import DataError
+
+        found = sorted(Path(runs).rglob("results.jsonl"))
+        why = (
+            f"its {len(found)} results.jsonl file(s) hold no readable record"
+            if found
+            else "it holds no results.jsonl (a finished run writes RUN/results.jsonl)"
+        )
+        raise DataError(
+            f"nothing to report under {runs}: {why}; pass the folder given to "
+            "`bimors run --out` or `bimors train --out`"
+        )
     out = Path(out or runs)
     tables = report_tables([r for r in records if not r.get("sweep")])
     ablations = ablation_tables(records)
     md = ["# Results\n", f"{len(records)} records from {runs}.\n"]
-    figures = []
+    figures, captions = [], []
     compared = any(line.has_published for t in tables for line in t.lines)
     for table in tables:
         name = _figure_name(table)
         md += [f"## {table.title}\n", table_markdown(table), f"![{table.title}]({name})\n"]
         figures.append(table_figure(table, out / name))
+        captions.append((name, table.title))
     for ablation in ablations:
         md += [f"## {ablation.title}\n", ablation_markdown(ablation)]
         if has_curve(ablation):
             name = f"fewshot_{ablation.slug}.png"
             figures.append(curve_figure(ablation, out / name))
+            captions.append((name, f"Few-shot curves: {ablation.title}"))
             md.append(f"![Few-shot curves: {ablation.title}]({name})\n")
     if compared:
         md += ["## Reading the comparison\n", CAVEATS + "\n"]
@@ -104,7 +119,10 @@ def build_report(
     atomic.write_text(
         out / "report.tex",
         latex_document(
-            tables, [CAVEATS] if compared else [], [ablation_latex(a) for a in ablations]
+            tables,
+            [CAVEATS] if compared else [],
+            [ablation_latex(a) for a in ablations],
+            captions,
         ),
     )
     extra = write_per_run(latest(records), out) if per_run else []

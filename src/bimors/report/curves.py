@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 from bimors.report.ablation import AblationTable, _column_label, _value
 from bimors.report.names import method_label
@@ -24,7 +25,13 @@ SHOTS = "data.shots"
 
 
 def has_curve(table: AblationTable) -> bool:
-    return SHOTS in table.keys
+    """Whether ``table`` sweeps shots and has a point with shots > 0 to draw."""
+    return SHOTS in table.keys and any(
+        cells[c].n > 0
+        for points in curve_series(table).values()
+        for _, cells in points
+        for c in cells
+    )
 
 
 def curve_series(table: AblationTable) -> dict[str, list[tuple[int, dict]]]:
@@ -45,11 +52,42 @@ def curve_series(table: AblationTable) -> dict[str, list[tuple[int, dict]]]:
     return {k: sorted(v, key=lambda p: p[0]) for k, v in series.items()}
 
 
+#: One marker per line (cycled), so lines that coincide stay told apart.
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+#: Horizontal spread of the lines around each shot count, in log2 units (shots x 2**offset).
+SPREAD = 0.12
+
+
+def offsets(n: int) -> list[float]:
+    """Multiplicative x offsets for ``n`` lines, symmetric around 1 (one line: none)."""
+    if n <= 1:
+        return [1.0] * n
+    step = SPREAD / (n - 1)
+    return [2 ** (-SPREAD / 2 + i * step) for i in range(n)]
+
+
+def clipped_errors(means: list[float], stds: list[float]) -> tuple[list[float], list[float]]:
+    """Lower and upper error bar lengths, so that mean -/+ std stays within [0, 100]."""
+    low = [min(s, max(m, 0.0)) for m, s in zip(means, stds, strict=True)]
+    high = [min(s, max(100.0 - m, 0.0)) for m, s in zip(means, stds, strict=True)]
+    return low, high
+
+
 def curve_figure(table: AblationTable, path: str | Path) -> Path:
-    """The few-shot curve figure of ``table`` as a PNG at ``path``."""
+    """The few-shot curve figure of ``table`` as a PNG at ``path``.
+
+    Only columns with at least one point get a panel; each line has its own
+    marker and a small x offset, and error bars are clipped to [0, 100].
+    """
     plt = _pyplot()
     series = curve_series(table)
-    columns = table.columns
+    columns = [
+        c
+        for c in table.columns
+        if any(c in cells and cells[c].n > 0 for points in series.values() for _, cells in points)
+    ]
+    if not columns:
+        raise ValueError(f"{table.title}: no few-shot point to draw")
     ncols = min(3, len(columns))
     nrows = math.ceil(len(columns) / ncols)
     fig, axes = plt.subplots(
@@ -60,21 +98,29 @@ def curve_figure(table: AblationTable, path: str | Path) -> Path:
         layout="constrained",
     )
     shots = sorted({s for points in series.values() for s, _ in points})
-    handles = []
+    shift = dict(zip(series, offsets(len(series)), strict=True))
+    handles: dict[str, Any] = {}
     for i, column in enumerate(columns):
         ax = axes[i // ncols][i % ncols]
-        for label, points in series.items():
+        for k, (label, points) in enumerate(series.items()):
             have = [(s, c[column]) for s, c in points if column in c and c[column].n > 0]
             if not have:
                 continue
-            xs = [s for s, _ in have]
+            xs = [s * shift[label] for s, _ in have]
             ys = [st.mean for _, st in have]
             errs = [st.std if st.n > 1 and st.std == st.std else 0.0 for _, st in have]
             line = ax.errorbar(
-                xs, ys, yerr=errs, marker="o", markersize=3, linewidth=1.2, capsize=2, label=label
+                xs,
+                ys,
+                yerr=clipped_errors(ys, errs),
+                marker=MARKERS[k % len(MARKERS)],
+                markersize=4,
+                linewidth=1.2,
+                capsize=2,
+                label=label,
+                color=f"C{k % 10}",
             )
-            if i == 0:
-                handles.append(line)
+            handles.setdefault(label, line)
         ax.set_xscale("log", base=2)
         ax.set_xticks(shots, [str(s) for s in shots])
         ax.minorticks_off()
@@ -89,7 +135,7 @@ def curve_figure(table: AblationTable, path: str | Path) -> Path:
     lines = "method" + "".join(f", {k}" for k in others)
     fig.suptitle(f"Few-shot curves: {table.subject} (one line per {lines})", fontsize=9)
     fig.legend(
-        handles=handles,
+        handles=list(handles.values()),
         loc="outside lower center",
         ncols=min(4, max(1, len(handles))),
         fontsize=7,

@@ -202,7 +202,10 @@ def write_gallery(
     """Score ``trained`` on its test split(s); write the page (default ``<run>/gallery.html``)."""
     cfg, method = trained.cfg, trained.method
     specs = run_specs(trained, splits=splits)
-    caption_stores = CaptionStores(cfg, stores) if method.uses_captions else None
+    caption_stores = None
+    if method.uses_captions:  # the stores the run recorded, unless given here
+        recorded = CaptionStores.recorded(trained.run.path) if trained.run is not None else {}
+        caption_stores = CaptionStores(cfg, {**recorded, **(stores or {})})
     sections = []
     try:
         for spec in specs:

@@ -8,11 +8,16 @@ document needs only ``booktabs``, ``graphicx`` and ``geometry``; each
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+from typing import TypeVar
+
 from bimors.report import cellfmt
 from bimors.report.grid import METRIC_LABELS, Line, Table
 from bimors.report.notes import table_notes
 
 L = cellfmt.LATEX
+T = TypeVar("T")
 
 _SPECIAL = {
     "\\": r"\textbackslash{}",
@@ -92,39 +97,82 @@ def _lines(table: Table, line: Line) -> list[str]:
     return out
 
 
+#: Numeric columns one table holds at the document's font size on a landscape page
+#: ("**78.50** ± 0.71" is about 2.3 cm wide); wider tables are split, never shrunk.
+MAX_NUMBERS = 9
+
+
+def column_parts(columns: Sequence[T], per_part: int) -> list[list[T]]:
+    """``columns`` in consecutive parts of at most ``per_part`` (at least one part)."""
+    per_part = max(1, per_part)
+    return [list(columns[i : i + per_part]) for i in range(0, len(columns), per_part)] or [[]]
+
+
 def table_latex(table: Table) -> str:
-    """One ``table`` environment: caption, booktabs tabular scaled to the line, notes."""
-    body = [
-        r"\begin{table}[htbp]",
-        r"\centering",
-        rf"\caption{{{escape(table.title)}}}",
-        r"\resizebox{\linewidth}{!}{%",
-        r"\begin{tabular}{l" + "r" * len(table.columns) + "}",
-        r"\toprule",
-        *_header(table),
-        r"\midrule",
-    ]
-    for line in table.lines:
-        body += _lines(table, line)
-    body += [r"\bottomrule", r"\end{tabular}}", r"\par\smallskip\footnotesize"]
-    body += [escape(n) + r"\par" for n in table_notes(table) + table.notes]
-    body += [r"\end{table}", ""]
-    return "\n".join(body)
+    """``table`` environments at the document's font size: booktabs tabulars of at most
+    :data:`MAX_NUMBERS` numbers, split by dataset group; the notes under the last part."""
+    parts = column_parts(table.groups, MAX_NUMBERS // max(1, len(table.metrics)))
+    out = []
+    for i, groups in enumerate(parts, 1):
+        part = dataclasses.replace(table, groups=groups)
+        title = table.title + (f" (part {i} of {len(parts)})" if len(parts) > 1 else "")
+        body = [
+            r"\begin{table}[htbp]",
+            r"\centering",
+            rf"\caption{{{escape(title)}}}",
+            r"\begin{tabular}{l" + "r" * len(part.columns) + "}",
+            r"\toprule",
+            *_header(part),
+            r"\midrule",
+        ]
+        for line in table.lines:
+            body += _lines(part, line)
+        body += [r"\bottomrule", r"\end{tabular}"]
+        if i == len(parts):
+            body += [r"\par\smallskip\footnotesize"]
+            body += [escape(n) + r"\par" for n in table_notes(table) + table.notes]
+        body += [r"\end{table}", ""]
+        out.append("\n".join(body))
+    return "\n".join(out)
 
 
-def latex_document(tables: list[Table], intro: list[str] = (), extra: list[str] = ()) -> str:
+def figure_latex(path: str, caption: str) -> str:
+    """A ``figure`` environment for a PNG beside report.tex."""
+    return "\n".join(
+        [
+            r"\begin{figure}[htbp]",
+            r"\centering",
+            rf"\includegraphics[width=\linewidth,height=0.8\textheight,keepaspectratio]{{{path}}}",
+            rf"\caption{{{escape(caption)}}}",
+            r"\end{figure}",
+            "",
+        ]
+    )
+
+
+def latex_document(
+    tables: list[Table],
+    intro: Sequence[str] = (),
+    extra: Sequence[str] = (),
+    figures: Sequence[tuple[str, str]] = (),
+) -> str:
     """A complete document that pdflatex compiles: every table, after ``intro`` paragraphs,
-    then the ``extra`` LaTeX blocks (ablation tables)."""
+    then the ``extra`` LaTeX blocks (ablation tables), then ``figures`` (file, caption)."""
     head = [
         r"\documentclass{article}",
         r"\usepackage[T1]{fontenc}",
         r"\usepackage[utf8]{inputenc}",
-        r"\usepackage[landscape,margin=1.5cm]{geometry}",
+        r"\usepackage[landscape,margin=1.2cm]{geometry}",
         r"\usepackage{booktabs}",
         r"\usepackage{graphicx}",
         r"\begin{document}",
     ]
     paras = [escape(p) + "\n" for p in intro]
     return "\n".join(
-        head + paras + [table_latex(t) for t in tables] + list(extra) + [r"\end{document}", ""]
+        head
+        + paras
+        + [table_latex(t) for t in tables]
+        + list(extra)
+        + [figure_latex(f, c) for f, c in figures]
+        + [r"\end{document}", ""]
     )

@@ -81,18 +81,28 @@ def _ours(table: Table) -> list[Line]:
     return [line for line in table.lines if line.has_ours]
 
 
+def _drawn_groups(table: Table) -> list[str]:
+    """The groups (datasets) where some method has our results: no panel of ticks only."""
+    return [
+        g
+        for g in table.groups
+        if any(line.cells[(g, m)].has_ours for line in _ours(table) for m in table.metrics)
+    ]
+
+
 def draw_base2new(table: Table, title: str | None = None):
-    """One panel per dataset (and the average): Base, New and H bars per method."""
+    """One panel per dataset with our runs (and the average): Base, New and H bars per method."""
     from matplotlib.patches import Patch
 
     plt = _pyplot()
     lines = _ours(table)
-    n = len(table.groups)
+    groups = _drawn_groups(table)
+    n = len(groups)
     fig, axes = plt.subplots(
         n, 1, figsize=(WIDTH_IN, 0.9 + PANEL_IN * n), squeeze=False, layout="constrained"
     )
     width = 0.8 / len(table.metrics)
-    for ax, group in zip(axes[:, 0], table.groups, strict=True):
+    for ax, group in zip(axes[:, 0], groups, strict=True):
         for i, line in enumerate(lines):
             for k, metric in enumerate(table.metrics):
                 x = i + (k - (len(table.metrics) - 1) / 2) * width
@@ -120,12 +130,13 @@ def draw_transfer(table: Table, title: str | None = None):
     colours = plt.get_cmap("tab10").colors
     fig, ax = plt.subplots(figsize=(WIDTH_IN, 3.4), layout="constrained")
     width = 0.84 / max(len(lines), 1)
+    groups = _drawn_groups(table)
     for i, line in enumerate(lines):
-        for j, group in enumerate(table.groups):
+        for j, group in enumerate(groups):
             x = j + (i - (len(lines) - 1) / 2) * width
             _bar(ax, x, width, line.cells[(group, "acc")], colours[i % len(colours)])
-    labels = [table.group_label(g).replace(" (source)", "\n(source)") for g in table.groups]
-    ax.set_xticks(range(len(table.groups)), labels, fontsize=8)
+    labels = [table.group_label(g).replace(" (source)", "\n(source)") for g in groups]
+    ax.set_xticks(range(len(groups)), labels, fontsize=8)
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)", fontsize=8)
     ax.grid(axis="y", alpha=0.3)

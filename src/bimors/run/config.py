@@ -57,11 +57,32 @@ class BackboneConfig:
 
         fields = get_preset(self.preset).fields
         for key, want in fields.items():
+            if key == "pretrained" and local_weights(self.pretrained):
+                # a local copy of the preset's checkpoint (the loader checks that it fits)
+                if not Path(str(self.pretrained)).expanduser().is_file():
+                    raise ConfigError(
+                        f"backbone.pretrained={self.pretrained!r}: no such checkpoint file; give "
+                        f"the path of a local copy of the {self.preset} weights"
+                    )
+                continue
             if getattr(self, key) != want:
                 raise ConfigError(
                     f"backbone.{key}={getattr(self, key)!r} contradicts backbone.preset="
                     f"{self.preset} (which sets {want!r}); drop one of the two"
                 )
+
+
+def local_weights(pretrained: str | None) -> bool:
+    """Whether ``backbone.pretrained`` names a checkpoint file (not an open_clip tag or URL)."""
+    from bimors.backbones.loading import is_remote_weights, looks_like_path
+
+    if not pretrained or is_remote_weights(pretrained):
+        return False
+    return looks_like_path(pretrained) or Path(pretrained).suffix in WEIGHT_SUFFIXES
+
+
+#: The file types of checkpoint files.
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
 
 
 @dataclasses.dataclass

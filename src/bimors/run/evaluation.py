@@ -105,7 +105,8 @@ def evaluate_run(
             [(spec.dataset, [spec.task]) for spec in specs], cfg.data.dataset if own_data else None
         )
     )
-    caption_stores = CaptionStores(cfg, stores)
+    recorded = CaptionStores.recorded(trained.run.path) if trained.run is not None else {}
+    caption_stores = CaptionStores(cfg, {**recorded, **(stores or {})})  # --store wins
 
     def data(ds, task, train):
         store = caption_stores.get(ds) if trained.method.uses_captions else None

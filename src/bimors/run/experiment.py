@@ -17,7 +17,7 @@ import torch
 from bimors import __version__
 from bimors.backbones.base import FrozenCLIP
 from bimors.captions.store import CaptionStore
-from bimors.captions.stores import CaptionStores
+from bimors.captions.stores import STORES_FILE, CaptionStores
 from bimors.core.errors import ConfigError
 from bimors.data.base import SceneDataset
 from bimors.data.images import ImageDataset
@@ -162,6 +162,8 @@ def run_plan(
         if sweep:
             r["sweep"] = sweep
     if dist.is_main:
+        if uses_captions:  # so that `bimors eval RUN` reads the same stores
+            run.write_json(STORES_FILE, stores.used())
         run.add_records(records)
         log_final_accuracies(run.path, records, cfg.train.epochs)
         run.mark_done(checkpoint=run.checkpoint.is_file())
