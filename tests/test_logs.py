@@ -64,3 +64,15 @@ def test_a_run_logged_to_a_file_has_epoch_lines_and_no_carriage_returns(env, tmp
     assert "\r" not in text
     epochs = re.findall(r"epoch (\d)/2: loss \d+\.\d+, train acc .*steps/s, ETA \d+:\d\d", text)
     assert epochs == ["1", "2"]
+
+
+def test_the_epoch_line_of_a_closed_form_fit_lists_its_fields():
+    from bimors.engine.trainer import epoch_line
+
+    assert (
+        epoch_line({"epoch": 0, "C": 0.5, "val_acc": 60.0}, 0, 0.0, 0.0) == "fit: C 0.5, val_acc 60"
+    )
+    line = epoch_line(
+        {"epoch": 2, "loss": 0.5, "train_acc": 50.0, "lr": 0.002, "skipped_steps": 0}, 5, 3.0, 65.0
+    )
+    assert line == "epoch 2/5: loss 0.5000, train acc 50.00%, lr 0.002, 3.00 steps/s, ETA 01:05"

@@ -347,7 +347,17 @@ class Trainer:
 
 
 def epoch_line(row: dict, epochs: int, steps_per_s: float, left_s: float) -> str:
-    """One complete log line per epoch: what a log file shows instead of a bar."""
+    """One complete log line per epoch: what a log file shows instead of a bar.
+
+    A closed-form fit has one row (epoch 0) with its own fields: they are listed.
+    """
+    if "loss" not in row or not row.get("epoch"):
+        fields = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+            for k, v in row.items()
+            if k != "epoch"
+        )
+        return f"fit: {fields}"
     parts = [f"loss {row['loss']:.4f}", f"train acc {row['train_acc']:.2f}%"]
     if "val_acc" in row:
         parts.append(f"val acc {row['val_acc']:.2f}%")

