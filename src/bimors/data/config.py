@@ -6,6 +6,24 @@ import dataclasses
 from typing import Literal
 
 
+def check_shots(shots: object, field: str = "data.shots") -> int:
+    """``shots`` as a positive integer, or a ConfigError naming ``field`` and the fix.
+
+    Zero or a negative number used to mean "every training image" without a word,
+    and was recorded as such; a class with fewer images than asked now keeps all of
+    them, so a large value is how to ask for every image.
+    """
+    from bimors.core.errors import ConfigError
+
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        raise ConfigError(
+            f"{field}={shots!r}: must be a positive whole number of images per class (the "
+            "papers use 1, 2, 4, 8, 16); a class with fewer images keeps all of them, so "
+            "a large value (e.g. 100000) trains on every training image"
+        )
+    return shots
+
+
 @dataclasses.dataclass
 class DataConfig:
     """Which data a run uses; ``bimors.data.dataset_options`` turns it into dataset options.
@@ -26,7 +44,7 @@ class DataConfig:
 
     dataset: str = "imagefolder"
     root: str = ""
-    shots: int = 16  # per class; 0 or less means all training images
+    shots: int = 16  # per class, >= 1; a class with fewer images keeps all of them
     classnames: Literal["reference", "readable"] = "reference"
     num_workers: int = 2
     split_file: str | None = None
@@ -36,5 +54,6 @@ class DataConfig:
     fewshot_sampler: Literal["hash", "dassl"] = "hash"
 
     def __post_init__(self) -> None:
+        check_shots(self.shots)
         if self.num_workers < 0:
             raise ValueError("data.num_workers must be >= 0")

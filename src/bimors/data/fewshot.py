@@ -190,6 +190,33 @@ def fewshot_with_index(
     return read
 
 
+def class_counts(samples: list[Sample], classnames: list[str]) -> dict[str, int]:
+    """Images per class of ``samples`` (label order), every class named, zeros included."""
+    counts = [0] * len(classnames)
+    for s in samples:
+        counts[s.label] += 1
+    return dict(zip(classnames, counts, strict=True))
+
+
+def warn_small_classes(counts: dict[str, int], shots: int, what: str) -> dict[str, int]:
+    """One warning naming the classes of ``what`` with fewer than ``shots`` images; returns them.
+
+    They keep all their images (no repeats), so the run trains on fewer images
+    of those classes than ``data.shots`` says, and the records say how many.
+    """
+    small = {c: n for c, n in counts.items() if n < shots}
+    if small:
+        listed = ", ".join(f"{c} ({n})" for c, n in small.items())
+        logger.warning(
+            "%s: %d class(es) have fewer than %d images and keep all they have, no repeats: %s",
+            what,
+            len(small),
+            shots,
+            listed,
+        )
+    return small
+
+
 def base_new_labels(num_classes: int) -> tuple[list[int], list[int]]:
     """Base = the first ceil(n/2) labels in label order, new = the rest (APPLeNet/CoCoOp)."""
     n_base = math.ceil(num_classes / 2)

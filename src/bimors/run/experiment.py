@@ -20,6 +20,7 @@ from bimors.captions.store import CaptionStore
 from bimors.captions.stores import STORES_FILE, CaptionStores
 from bimors.core.errors import ConfigError
 from bimors.data.base import SceneDataset
+from bimors.data.fewshot import class_counts, warn_small_classes
 from bimors.data.images import ImageDataset
 from bimors.data.transforms import build_transform
 from bimors.engine.data import TaskData
@@ -125,8 +126,18 @@ def run_plan(
 
     train = data(plan.train_dataset, plan.train, True)
     val = data(plan.train_dataset, plan.val, False)
+    shots = cfg.data.shots
+    per_class = {
+        part: class_counts(task.samples, task.classnames)
+        for part, task in (("train", plan.train), ("val", plan.val))
+    }
     if dist.is_main:
-        run.write_json("fewshot.json", {"sampler": cfg.data.fewshot_sampler, **plan.fewshot})
+        warn_small_classes(per_class["train"], shots, f"{plan.train_dataset.name} training split")
+        run.write_json(
+            "fewshot.json",
+            {"sampler": cfg.data.fewshot_sampler, "shots": shots, "per_class": per_class,
+             **plan.fewshot},
+        )  # fmt: skip
         datasets = {plan.train_dataset.name: plan.train_dataset}
         datasets.update({spec.dataset.name: spec.dataset for spec in plan.evals})
         run.write_json("data.json", {name: ds.provenance() for name, ds in datasets.items()})
@@ -157,6 +168,7 @@ def run_plan(
             selected_epoch=result.selected_epoch,
             skipped_steps=result.skipped_steps,
             train_seconds=round(train_seconds, 2),
+            train_per_class=per_class["train"],
             run=str(run.path),
         )
         if sweep:
