@@ -167,6 +167,7 @@ def _fill(
     prov = job_provenance(captioner, encoder)
     if rank == 0:
         with CaptionStore.open_or_create(store_path, prov, source) as store:
+            store.check_intact()
             merge_parts(store)
             if verify:
                 report = check_hashes(root, store.hashes(), keys, progress)

@@ -38,6 +38,8 @@ def image_problem(path: Path) -> str | None:
         return "missing"
     except UnidentifiedImageError:
         return "not an image (no known image format)"
+    except Image.DecompressionBombError as err:
+        return f"corrupt or hostile image: too many pixels to decode safely ({err})"
     except (OSError, SyntaxError, ValueError) as err:
         return f"corrupt or truncated image ({err})"
     return None
@@ -53,7 +55,7 @@ def open_rgb(path: Path) -> Image.Image:
         raise DataError(
             f"image {path} does not exist; check the dataset root and split file"
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         problem = image_problem(path) or "cannot be decoded"
         raise DataError(f"image {path}: {problem}; {BAD_IMAGE_FIX}") from None
 
