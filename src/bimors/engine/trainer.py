@@ -18,13 +18,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from bimors.core import atomic
+from bimors.core.stop import StopFlag, stop_on_signals, test_pause
 from bimors.core.errors import BimorsError, CheckpointError
 from bimors.engine.checkpoint import read_checkpoint, save_checkpoint
 from bimors.engine.config import TrainConfig
@@ -108,8 +111,17 @@ class Trainer:
         self.model = self.dist.wrap(method) if params else method
 
     # -- state for resume -------------------------------------------------------------------
-    def _state(self, epoch: int, steps: int, skipped: int, history: list, best: dict) -> dict:
+    def _state(
+        self,
+        epoch: int,
+        steps: int,
+        skipped: int,
+        history: list,
+        best: dict,
+        in_epoch: dict | None = None,
+    ) -> dict:
         return {
+            "in_epoch": in_epoch,
             "epoch": epoch,
             "steps": steps,
             "skipped": skipped,
@@ -168,6 +180,14 @@ class Trainer:
             return self._fit_closed_form(train, val)
         if self.optimizer is None:
             return self._fit_nothing(train)
+        with stop_on_signals() as flag:
+            return self._fit_sgd(train, val, resume, flag)
+
+    def _fit_sgd(
+        self, train: TaskData, val: TaskData | None, resume: bool, flag: StopFlag
+    ) -> TrainResult:
+        """The SGD loop; a stop signal ends it between two steps with ``last.pt`` written."""
+        cfg, method = self.cfg, self.method
         if cfg.selection == "val" and val is None:
             raise ValueError("train.selection=val needs a validation split")
         set_determinism(cfg.deterministic)
@@ -181,6 +201,7 @@ class Trainer:
             state["best"] if state else {"acc": -math.inf, "epoch": 0, "state": None}
         )
         loss_value = history[-1]["loss"] if history else float("nan")
+        position = state.get("in_epoch") if state else None  # stopped inside an epoch
         for epoch in range(start, cfg.epochs):
             lr = lr_at_epoch(epoch, cfg.lr, cfg.epochs, cfg.warmup_epochs, cfg.warmup_lr)
             for group in self.optimizer.param_groups:
@@ -198,13 +219,29 @@ class Trainer:
                 cfg.precision,
             )
             total, correct, loss_sum, n_batches = 0, 0, 0.0, 0
+            done = 0  # batches of this epoch already trained (a resumed position skips them)
+            if position is not None:
+                done, total, correct = position["batches"], position["total"], position["correct"]
+                loss_sum, n_batches = position["loss_sum"], position["n_batches"]
             bar = tqdm(
                 loader,
                 desc=f"epoch {epoch + 1}/{cfg.epochs}",
                 disable=not self.progress,
                 leave=False,
             )
-            for batch in bar:
+            for i, batch in enumerate(bar):
+                if i < done:
+                    continue
+                if position is not None:  # the global RNGs where the stopped run left them
+                    set_rng_state(position["rng"])
+                    position = None
+                test_pause(steps)
+                if flag.requested:
+                    at = {"batches": i, "total": total, "correct": correct}
+                    at |= {"loss_sum": loss_sum, "n_batches": n_batches, "rng": rng_state()}
+                    self._save_last(epoch, steps, skipped, history, best, at)
+                    self.dist.barrier()
+                    flag.check(f"epoch {epoch + 1}, step {steps}")
                 steps += 1
                 loss, logits, labels = self._step_loss(train, batch)
                 if not self.dist.all_finite(loss.detach()):
@@ -248,9 +285,14 @@ class Trainer:
                 row["val_acc"] = acc
                 if acc > best["acc"]:
                     best = {"acc": acc, "epoch": epoch + 1, "state": method.method_state_dict()}
+            if position is not None:  # stopped after the epoch's last step
+                set_rng_state(position["rng"])
+                position = None
             history.append(row)
             self._save_last(epoch + 1, steps, skipped, history, best)
             self._write_epoch(row, history)
+            if epoch + 1 < cfg.epochs:
+                flag.check(f"epoch {epoch + 1}, step {steps}")
         selected = cfg.epochs
         if cfg.selection == "val" and best["state"] is not None:
             method.load_method_state_dict(best["state"], "best-on-val state")
@@ -273,13 +315,21 @@ class Trainer:
             cfg.epochs, steps, skipped, loss_value, cfg.selection, selected, history, start
         )
 
-    def _save_last(self, epoch: int, steps: int, skipped: int, history: list, best: dict) -> None:
+    def _save_last(
+        self,
+        epoch: int,
+        steps: int,
+        skipped: int,
+        history: list,
+        best: dict,
+        in_epoch: dict | None = None,
+    ) -> None:
         if self.out_dir and self.dist.is_main:
             save_checkpoint(
                 self.out_dir / LAST,
                 self.method,
                 self.run_config,
-                trainer=self._state(epoch, steps, skipped, history, best),
+                trainer=self._state(epoch, steps, skipped, history, best, in_epoch),
             )
 
     def _save_unlooped(self, selection: str) -> None:
@@ -340,3 +390,24 @@ class Trainer:
             logits = self.model(feats, caps)
             loss = self.method.loss(logits.float(), labels)
         return loss, logits, labels
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNGs' states (torch, NumPy, random), saved with a mid-epoch position."""
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [
+            torch.from_numpy(x.astype(np.int64)) if isinstance(x, np.ndarray) else x
+            for x in np.random.get_state()
+        ],  # a tensor, since checkpoints are read with weights_only
+        "random": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put the global RNGs back where :func:`rng_state` saw them."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(
+        tuple(x.numpy().astype(np.uint32) if torch.is_tensor(x) else x for x in state["numpy"])
+    )
+    random.setstate(state["random"])
