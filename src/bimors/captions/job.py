@@ -35,6 +35,7 @@ from bimors.captions.store import CaptionStore
 from bimors.captions.verify import check_hashes
 from bimors.core.errors import DataError
 from bimors.core.locks import RunLock
+from bimors.core.stop import stop_on_signals, test_pause
 
 logger = logging.getLogger(__name__)
 
@@ -222,8 +223,8 @@ def _caption_batches(
 ) -> None:
     """Caption, encode and commit each batch; decoding failures are committed as such."""
     bar = tqdm(total=sum(map(len, batches)), desc="captions", unit="img", disable=not progress)
-    with bar:
-        for loaded in read_batches(root, batches, num_workers):
+    with bar, stop_on_signals() as flag:
+        for done, loaded in enumerate(read_batches(root, batches, num_workers), 1):
             ok = [x for x in loaded if x.error is None]
             bad = [(x.relpath, x.error) for x in loaded if x.error is not None]
             records = []
@@ -237,3 +238,5 @@ def _caption_batches(
             for _, error in bad:
                 logger.warning("%s", error)
             bar.update(len(loaded))
+            test_pause(done)
+            flag.check(f"batch {done} of {len(batches)} (committed)")  # the lock goes with it

@@ -27,8 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from bimors.core import atomic
-from bimors.core.stop import StopFlag, stop_on_signals, test_pause
 from bimors.core.errors import BimorsError, CheckpointError
+from bimors.core.stop import StopFlag, stop_on_signals, test_pause
 from bimors.engine.checkpoint import read_checkpoint, save_checkpoint
 from bimors.engine.config import TrainConfig
 from bimors.engine.data import TaskData
@@ -175,7 +175,7 @@ class Trainer:
     # -- training -----------------------------------------------------------------------------
     def fit(self, train: TaskData, val: TaskData | None = None, resume: bool = True) -> TrainResult:
         """Train for ``cfg.epochs`` epochs on ``train``; ``val`` is used only for selection."""
-        cfg, method = self.cfg, self.method
+        method = self.method
         if method.closed_form:
             return self._fit_closed_form(train, val)
         if self.optimizer is None:
