@@ -38,8 +38,11 @@ def image_problem(path: Path) -> str | None:
         return "missing"
     except UnidentifiedImageError:
         return "not an image (no known image format)"
-    except Image.DecompressionBombError as err:
-        return f"corrupt or hostile image: too many pixels to decode safely ({err})"
+    except Image.DecompressionBombError:
+        return (
+            "corrupt or hostile image: its header claims too many pixels to decode safely "
+            f"(over {2 * (Image.MAX_IMAGE_PIXELS or 0)}; a decompression bomb)"
+        )
     except (OSError, SyntaxError, ValueError) as err:
         return f"corrupt or truncated image ({err})"
     return None
