@@ -240,7 +240,6 @@ class Trainer:
                     at = {"batches": i, "total": total, "correct": correct}
                     at |= {"loss_sum": loss_sum, "n_batches": n_batches, "rng": rng_state()}
                     self._save_last(epoch, steps, skipped, history, best, at)
-                    self.dist.barrier()
                     flag.check(f"epoch {epoch + 1}, step {steps}")
                 steps += 1
                 loss, logits, labels = self._step_loss(train, batch)
