@@ -25,10 +25,16 @@ def _train(out, tiny_dir, scenes, pause=None, method="coop"):
     if pause:
         env["BIMORS_TEST_PAUSE"] = pause
     cmd = [
-        sys.executable, "-m", "bimors", "-q", "train", "--method", method, "--dataset",
-        "synthetic", "--root", str(scenes), "--out", str(out), *_sets(tiny_dir),
+        sys.executable, "-m", "bimors", "-q", "run", "--protocol", "base2new", "--method", method,
+        "--dataset", "synthetic", "--seeds", "1", "--root", str(scenes), "--out", str(out),
+        *_sets(tiny_dir),
     ]  # fmt: skip
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800, check=False)
+
+
+def _cell(out):
+    """The grid's run folder of the one cell (its lock is ``<folder>.lock``)."""
+    return out / "base2new" / "synthetic" / "coop" / "seed1"
 
 
 def _same_weights(a, b):
@@ -43,7 +49,7 @@ def uninterrupted(tiny_dir, scenes, tmp_path_factory):
     out = tmp_path_factory.mktemp("signals") / "full"
     proc = _train(out, tiny_dir, scenes)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    return _cell(out)
 
 
 @pytest.mark.parametrize(
@@ -56,17 +62,18 @@ def uninterrupted(tiny_dir, scenes, tmp_path_factory):
 def test_a_signal_stops_between_steps_and_the_rerun_is_bit_equal(
     uninterrupted, tiny_dir, scenes, tmp_path, pause, code, where
 ):
-    out = tmp_path / "run"
-    proc = _train(out, tiny_dir, scenes, pause)
+    runs = tmp_path / "runs"
+    out = _cell(runs)
+    proc = _train(runs, tiny_dir, scenes, pause)
     name = pause.split("@")[0]
     assert proc.returncode == code, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert last == f"bimors: stopped by {name} after {where}: rerun the same command to resume"
     assert "Traceback" not in proc.stderr
     assert (out / "last.pt").is_file() and not (out / "checkpoint.pt").exists()
-    assert not lock_path(out).exists()  # the run lock is released
+    assert lock_path(out).parent.is_dir() and not lock_path(out).exists()  # lock released
     assert read_checkpoint(out / "last.pt")["trainer"]["steps"] == int(pause.split("@")[1])
-    proc = _train(out, tiny_dir, scenes)
+    proc = _train(runs, tiny_dir, scenes)
     assert proc.returncode == 0, proc.stderr[-3000:]
     _same_weights(uninterrupted / "checkpoint.pt", out / "checkpoint.pt")
     assert (out / "metrics.jsonl").read_text() == (uninterrupted / "metrics.jsonl").read_text()
