@@ -657,23 +657,25 @@ def sigterm(work: Path, env: dict) -> str:
         env_.pop("BIMORS_TEST_PAUSE", None)
         if pause:
             env_["BIMORS_TEST_PAUSE"] = pause
-        cmd = [sys.executable, "-m", "bimors", "-q", "train", "--method", "coop", "--dataset",
-               "synthetic", "--root", str(root), "--out", str(out), *env["sets"],
-               "--set", "train.batch_size=1"]  # fmt: skip
+        cmd = [sys.executable, "-m", "bimors", "-q", "run", "--protocol", "base2new",
+               "--method", "coop", "--dataset", "synthetic", "--seeds", "1", "--root", str(root),
+               "--out", str(out), *env["sets"], "--set", "train.batch_size=1"]  # fmt: skip
         return subprocess.run(cmd, capture_output=True, text=True, env=env_, check=False)
 
     full, stopped = work / "c17-full", work / "c17-stopped"
     for folder in (full, stopped):
         shutil.rmtree(folder, ignore_errors=True)
     check(launch(full, None).returncode == 0, "uninterrupted run failed")
+    cell = Path("base2new", "synthetic", "coop", "seed1")  # the grid's run folder
     proc = launch(stopped, "SIGTERM@5")  # inside epoch 2 (four steps an epoch)
     last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
     check(proc.returncode == 143, f"exit status {proc.returncode}: {proc.stderr[-300:]}")
     check(last.startswith("bimors: stopped by SIGTERM after epoch "), f"last line: {last!r}")
-    check((stopped / "last.pt").is_file() and not lock_path(stopped).exists(), "state or lock")
+    check((stopped / cell / "last.pt").is_file(), "no last.pt")
+    check(not lock_path(stopped / cell).exists(), "the run lock was left behind")
     check(launch(stopped, None).returncode == 0, "the rerun failed")
-    a = read_checkpoint(full / "checkpoint.pt")["state"]
-    b = read_checkpoint(stopped / "checkpoint.pt")["state"]
+    a = read_checkpoint(full / cell / "checkpoint.pt")["state"]
+    b = read_checkpoint(stopped / cell / "checkpoint.pt")["state"]
     check(all(torch.equal(a[k], b[k]) for k in a), "the resumed weights differ")
     return f"{short(last, 70)}; rerun bit-equal"
 
