@@ -1,4 +1,4 @@
-"""Replay the faults of issue 11 on tiny models and fake data; one line per case.
+"""Replay the faults of issues 11 and 20 on tiny models and fake data; one line per case.
 
 Each case runs real ``bimors`` commands (in this process, through
 ``bimors.cli.main``) against synthetic scenes, the tiny random-weight models
@@ -514,6 +514,174 @@ def verify_partial(work: Path, env: dict) -> str:
     check(len(lines) < 40, f"{len(lines)} lines printed")
     check(lines[-1].startswith("patternnet: ") and "error(s)" in lines[-1], "no summary last")
     return f"{len(lines)} lines for {28 * 30 + 28} problems; last: {short(lines[-1], 60)}"
+
+
+# -- issue 20: bad inputs (one line, never a traceback) and signals -----------------------------
+def _bomb_png(path: Path, side: int = 20000) -> Path:
+    """A PNG whose header says side x side; the pixels are never there."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    sig = b"\x89PNG\r\n\x1a\n"
+    path.write_bytes(sig + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+def _first_image(root: Path) -> Path:
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in (".png", ".jpg"))[0]
+
+
+@case(11)
+def decompression_bomb(work: Path, env: dict) -> str:
+    """A PNG whose header says 20000 x 20000 crashed train and predict: now a bad image."""
+    root = copy_scenes(env, work / "c11-scenes")
+    first = _first_image(root)
+    for image in sorted(first.parent.iterdir()):  # the whole class: some are surely used
+        bomb = _bomb_png(image)
+    shutil.rmtree(work / "c11-run", ignore_errors=True)
+    code, err = train(env, root, work / "c11-run")
+    line = one_line_error(code, err, "too many pixels", "exclude")
+    run = work / "c11-zeroshot"
+    shutil.rmtree(run, ignore_errors=True)
+    check(train(env, env["scenes"], run, method="zeroshot")[0] == 0, "zero-shot run failed")
+    code, err = bimors("predict", str(run), str(bomb), "--device", "cpu")
+    one_line_error(code, err, bomb.name)
+    return f"train and predict name it: {short(line, 70)}"
+
+
+@case(12)
+def garbage_lock(work: Path, env: dict) -> str:
+    """A lock file holding garbage was 'being filled by another process' forever."""
+    import logging
+
+    from bimors.core.locks import RunLock, lock_path
+
+    guarded = work / "c12-store.sqlite"
+    lock_path(guarded).write_bytes(os.urandom(64))
+    seen = io.StringIO()
+    handler = logging.StreamHandler(seen)
+    logging.getLogger("bimors.core.locks").addHandler(handler)
+    try:
+        lock = RunLock(guarded, "caption store")
+        check(lock.acquire(), "a garbage lock was not taken over")
+        lock.release()
+    finally:
+        logging.getLogger("bimors.core.locks").removeHandler(handler)
+    check(str(lock_path(guarded)) in seen.getvalue(), "the stale lock was not named")
+    return "garbage lock judged stale, named, taken over"
+
+
+@case(13)
+def root_is_a_file(work: Path, env: dict) -> str:
+    """`--root` naming a file said "does not exist"."""
+    f = work / "c13-scenes.zip"
+    f.write_bytes(b"PK\x03\x04")
+    line = one_line_error(*train(env, f, work / "c13-run"), "is a file")
+    return short(line, 80)
+
+
+@case(14)
+def dangling_symlink(work: Path, env: dict) -> str:
+    """A dangling symlink image was left out and appeared nowhere."""
+    root = copy_scenes(env, work / "c14-scenes")
+    first = _first_image(root)
+    link = first.with_name("dangling.png")
+    link.symlink_to(work / "c14-gone.png")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        code = main(["-q", "data", "verify", "synthetic", "--root", str(root), "--no-decode"])
+    text = out.getvalue()
+    check("Traceback" not in text and code in (0, 1), f"status {code}")
+    check("dangling" in text and link.name in text, "the dangling link is not listed")
+    return "listed by data verify (and kept in data.json as dangling_links)"
+
+
+@case(15)
+def non_utf8_names(work: Path, env: dict) -> str:
+    """A file or class folder with a non-UTF-8 name raised UnicodeEncodeError."""
+    root = copy_scenes(env, work / "c15-scenes")
+    first = _first_image(root)
+    shutil.copy(first, first.with_name(os.fsdecode(b"caf\xe9.png")))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["-q", "data", "verify", "synthetic", "--root", str(root), "--no-decode"])
+    check(
+        code == 1 and "Traceback" not in err.getvalue(), f"status {code}: {err.getvalue()[-200:]}"
+    )
+    check("caf\\xe9.png" in out.getvalue(), "the name is not shown escaped")
+    line = one_line_error(*train(env, root, work / "c15-run"), "not valid UTF-8")
+    return f"verify names it; train: {short(line, 60)}"
+
+
+@case(16)
+def damaged_caption_store(work: Path, env: dict) -> str:
+    """4 KB of garbage in a caption store: `captions verify` crashed with sqlite3.DatabaseError."""
+    import numpy as np
+
+    from bimors.captions.store import CaptionStore
+
+    path = work / "c16-captions.sqlite"
+    path.unlink(missing_ok=True)
+    prov = {"captioner": "x", "encoder": "y", "pooling": "masked-mean", "dim": 64}
+    store = CaptionStore.open_or_create(path, prov)
+    store.commit(
+        [(f"c/{i}.png", f"h{i}", f"caption {i} " * 20, np.ones(64, np.float32)) for i in range(400)]
+    )
+    store.close()
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2 // 4096 * 4096
+    data[middle : middle + 4096] = os.urandom(4096)
+    path.write_bytes(bytes(data))
+    line = one_line_error(*bimors("captions", "verify", str(path), "--root", str(work)), "damaged")
+    return short(line, 80)
+
+
+@case(17)
+def sigterm(work: Path, env: dict) -> str:
+    """SIGTERM (SLURM preemption) left the run lock and no message: now a clean stop and resume."""
+    import torch
+
+    from bimors.core.locks import lock_path
+    from bimors.engine.checkpoint import read_checkpoint
+
+    root = copy_scenes(env, work / "c17-scenes")
+
+    def launch(out: Path, pause: str | None) -> subprocess.CompletedProcess:
+        env_ = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env_.pop("BIMORS_TEST_PAUSE", None)
+        if pause:
+            env_["BIMORS_TEST_PAUSE"] = pause
+        cmd = [sys.executable, "-m", "bimors", "-q", "run", "--protocol", "base2new",
+               "--method", "coop", "--dataset", "synthetic", "--seeds", "1", "--root", str(root),
+               "--out", str(out), *env["sets"], "--set", "train.batch_size=1"]  # fmt: skip
+        return subprocess.run(cmd, capture_output=True, text=True, env=env_, check=False)
+
+    full, stopped = work / "c17-full", work / "c17-stopped"
+    for folder in (full, stopped):
+        shutil.rmtree(folder, ignore_errors=True)
+    check(launch(full, None).returncode == 0, "uninterrupted run failed")
+    cell = Path("base2new", "synthetic", "coop", "seed1")  # the grid's run folder
+    proc = launch(stopped, "SIGTERM@5")  # inside epoch 2 (four steps an epoch)
+    last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+    check(proc.returncode == 143, f"exit status {proc.returncode}: {proc.stderr[-300:]}")
+    check(last.startswith("bimors: stopped by SIGTERM after epoch "), f"last line: {last!r}")
+    check((stopped / cell / "last.pt").is_file(), "no last.pt")
+    check(not lock_path(stopped / cell).exists(), "the run lock was left behind")
+    check(launch(stopped, None).returncode == 0, "the rerun failed")
+    a = read_checkpoint(full / cell / "checkpoint.pt")["state"]
+    b = read_checkpoint(stopped / cell / "checkpoint.pt")["state"]
+    check(all(torch.equal(a[k], b[k]) for k in a), "the resumed weights differ")
+    return f"{short(last, 70)}; rerun bit-equal"
+
+
+#: Cases quick enough for every CI run (the signal case runs three trainings).
+FAST = [n for n in CASES if n != 17]
 
 
 def run_cases(work: Path, only: list[int] | None) -> int:

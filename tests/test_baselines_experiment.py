@@ -149,7 +149,7 @@ def test_two_processes_fit_the_linear_probe_like_one(runs, tiny_dir, scenes, tmp
 
     out = tmp_path / "probe-ddp"
     args = ["train", "--method", "linear_probe", "--dataset", "synthetic", "--root", str(scenes)]
-    _launch([*args, "--out", str(out), *_sets(tiny_dir)], tmp_path, 29531)
+    _launch([*args, "--out", str(out), *_sets(tiny_dir)], tmp_path)
     one = read_checkpoint(
         runs / "base2new" / "synthetic" / "linear_probe" / "seed1" / "checkpoint.pt"
     )
@@ -170,7 +170,7 @@ def test_two_process_prograd_training_completes(tiny_dir, scenes, tmp_path):
 
     out = tmp_path / "prograd-ddp"
     args = ["train", "--method", "prograd", "--dataset", "synthetic", "--root", str(scenes)]
-    _launch([*args, "--out", str(out), *_sets(tiny_dir)], tmp_path, 29532)
+    _launch([*args, "--out", str(out), *_sets(tiny_dir)], tmp_path)
     assert [r["split"] for r in _records(out)] == ["base", "new"]
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [1, 2]
@@ -184,4 +184,4 @@ def test_every_sgd_method_stays_in_sync_across_ranks(tiny_dir, scenes, tmp_path)
     from .test_experiments import _launch
 
     script = Path(__file__).with_name("ddp_sync_check.py")
-    _launch([str(tiny_dir / "clip-hf"), str(scenes)], tmp_path, 29533, script=script)
+    _launch([str(tiny_dir / "clip-hf"), str(scenes)], tmp_path, script=script)

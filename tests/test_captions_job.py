@@ -272,3 +272,35 @@ def test_batched_job_on_cuda(data, blip2, tmp_path):
     bf16 = Captioner.from_pretrained(blip2, GenerationSettings(), "cuda", torch.bfloat16)
     with caption_images(data, keys, tmp_path / "bf16.sqlite", bf16, enc, 4, False) as store:
         assert len(store) == len(keys) and store.provenance["captioner_dtype"] == "bfloat16"
+
+
+def test_a_caption_job_stops_after_committing_its_batch(
+    data,
+    captioner,
+    encoder,
+    tmp_path,
+    monkeypatch,
+):
+    """SIGTERM mid-job: the batch is committed, the lock released, the rerun finishes the rest."""
+    from bimors.captions.job import caption_images
+    from bimors.captions.store import CaptionStore
+    from bimors.core.locks import lock_path
+    from bimors.core.stop import Stopped
+
+    keys = relpaths_of(data)
+    store_path = tmp_path / "s.sqlite"
+    caption_images(data, keys, tmp_path / "full.sqlite", captioner, encoder, 2, False).close()
+    monkeypatch.setenv("BIMORS_TEST_PAUSE", "SIGTERM@2")
+    with pytest.raises(Stopped) as stop:
+        caption_images(data, keys, store_path, captioner, encoder, 2, False)
+    assert stop.value.exit_code == 143
+    assert str(stop.value).startswith("stopped by SIGTERM after batch 2 of ")
+    assert not lock_path(store_path).exists()
+    with CaptionStore(store_path, readonly=True) as store:
+        assert len(store) == 4  # two committed batches of two
+    monkeypatch.delenv("BIMORS_TEST_PAUSE")
+    caption_images(data, keys, store_path, captioner, encoder, 2, False).close()
+    a, b = rows(store_path), rows(tmp_path / "full.sqlite")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert a[key][:-1] == b[key][:-1] and np.array_equal(a[key][-1], b[key][-1]), key

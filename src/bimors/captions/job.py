@@ -34,6 +34,7 @@ from bimors.captions.verify import check_hashes
 from bimors.core.errors import DataError
 from bimors.core.locks import RunLock
 from bimors.core.progress import progress as progress_bar
+from bimors.core.stop import stop_on_signals, test_pause
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ def _fill(
     prov = job_provenance(captioner, encoder)
     if rank == 0:
         with CaptionStore.open_or_create(store_path, prov, source) as store:
+            store.check_intact()
             merge_parts(store)
             if verify:
                 report = check_hashes(root, store.hashes(), keys, progress)
@@ -226,8 +228,8 @@ def _caption_batches(
     bar = progress_bar(
         total=sum(map(len, batches)), desc="captions", unit="img", enabled=progress, every=every
     )
-    with bar:
-        for loaded in read_batches(root, batches, num_workers):
+    with bar, stop_on_signals() as flag:
+        for done, loaded in enumerate(read_batches(root, batches, num_workers), 1):
             ok = [x for x in loaded if x.error is None]
             bad = [(x.relpath, x.error) for x in loaded if x.error is not None]
             records = []
@@ -241,3 +243,5 @@ def _caption_batches(
             for _, error in bad:
                 logger.warning("%s", error)
             bar.update(len(loaded))
+            test_pause(done)
+            flag.check(f"batch {done} of {len(batches)} (committed)")  # the lock goes with it

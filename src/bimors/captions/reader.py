@@ -52,7 +52,7 @@ def load_image(root: Path, relpath: str) -> LoadedImage:
         return LoadedImage(
             relpath, sha, error=f"cannot decode {path} (not an image format PIL reads)"
         )
-    except (OSError, SyntaxError, ValueError) as err:
+    except (Image.DecompressionBombError, OSError, SyntaxError, ValueError) as err:
         return LoadedImage(relpath, sha, error=f"cannot decode {path} ({err})")
 
 

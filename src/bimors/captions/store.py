@@ -65,6 +65,96 @@ def _writing(path: Path) -> Iterator[None]:
         raise
 
 
+def _damaged(path: Path, err: sqlite3.DatabaseError) -> DataError:
+    return DataError(
+        f"caption store {path} is damaged ({err}); it cannot be trusted: delete it and rerun "
+        "the caption command to make it again (or restore a good copy)"
+    )
+
+
+def _guard(path: Path, err: sqlite3.DatabaseError) -> None:
+    """Raise ``err`` as a DataError naming the store when it means the file is damaged.
+
+    Operational errors (locked, read-only, disk full) pass through unchanged:
+    they are handled where they happen (:func:`_writing`).
+    """
+    if isinstance(err, sqlite3.OperationalError):
+        raise err
+    raise _damaged(path, err) from None
+
+
+class _Cursor:
+    """A cursor whose reads turn SQLite's "malformed" errors into one line naming the store."""
+
+    def __init__(self, cursor: sqlite3.Cursor, path: Path) -> None:
+        self._cursor = cursor
+        self._path = path
+
+    def fetchone(self) -> Any:
+        try:
+            return self._cursor.fetchone()
+        except sqlite3.DatabaseError as err:
+            _guard(self._path, err)
+
+    def fetchall(self) -> list:
+        try:
+            return self._cursor.fetchall()
+        except sqlite3.DatabaseError as err:
+            _guard(self._path, err)
+            raise
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            try:
+                row = next(self._cursor)
+            except StopIteration:
+                return
+            except sqlite3.DatabaseError as err:
+                _guard(self._path, err)
+            yield row
+
+
+class _Connection:
+    """An SQLite connection whose every statement names the store when the file is damaged."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self._db = db
+        self._path = path
+
+    def execute(self, *args: Any) -> _Cursor:
+        try:
+            return _Cursor(self._db.execute(*args), self._path)
+        except sqlite3.DatabaseError as err:
+            _guard(self._path, err)
+            raise
+
+    def executemany(self, *args: Any) -> _Cursor:
+        try:
+            return _Cursor(self._db.executemany(*args), self._path)
+        except sqlite3.DatabaseError as err:
+            _guard(self._path, err)
+            raise
+
+    def commit(self) -> None:
+        try:
+            self._db.commit()
+        except sqlite3.DatabaseError as err:
+            _guard(self._path, err)
+
+    def __enter__(self) -> _Connection:
+        self._db.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> Any:
+        try:
+            return self._db.__exit__(*exc)
+        except sqlite3.DatabaseError as err:
+            _guard(self._path, err)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
 @dataclass(frozen=True)
 class CaptionRecord:
     relpath: str
@@ -113,12 +203,14 @@ class CaptionStore:
     def _connect(self, readonly: bool) -> dict[str, str]:
         """Open the connection; returns the meta table (the first read)."""
         uri = self.path.resolve().as_uri() + ("?mode=ro" if readonly else "")
-        self._db = sqlite3.connect(uri, uri=True, timeout=120)
+        db = sqlite3.connect(uri, uri=True, timeout=120)
         try:
-            return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.DatabaseError:
-            self._db.close()
+            db.close()
             raise
+        self._db = _Connection(db, self.path)
+        return meta
 
     def _roll_back_killed_batch(self) -> None:
         """Undo the batch a killed caption job left half-written (its hot journal).
@@ -218,6 +310,16 @@ class CaptionStore:
                 f"caption store {self.path} was made differently from what {who} asks "
                 f"({'; '.join(diff)}); {fix}"
             )
+
+    def check_intact(self) -> None:
+        """Raise a DataError naming the store if SQLite finds any page of it damaged.
+
+        A damaged page may sit where a key listing never reads (the captions or
+        vectors), so a store is checked before it is called complete.
+        """
+        rows = [r[0] for r in self._db.execute("PRAGMA quick_check").fetchall()]
+        if rows != ["ok"]:
+            raise _damaged(self.path, sqlite3.DatabaseError("; ".join(map(str, rows[:3]))))
 
     def close(self) -> None:
         self._db.close()

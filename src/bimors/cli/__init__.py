@@ -16,6 +16,7 @@ import sys
 
 from bimors import __version__
 from bimors.core.errors import BimorsError
+from bimors.core.stop import Stopped
 
 #: Sub-command modules, in the order ``bimors --help`` lists them.
 COMMANDS = (
@@ -83,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     except BimorsError as err:
         print(f"bimors: error: {err}", file=sys.stderr)
         return 2
+    except Stopped as stop:
+        print(f"bimors: {stop}", file=sys.stderr)
+        return stop.exit_code
     except KeyboardInterrupt:
         print("bimors: interrupted", file=sys.stderr)
         return 130

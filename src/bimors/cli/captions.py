@@ -81,6 +81,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
     with CaptionStore(args.store, readonly=True) as store:
+        store.check_intact()
         report = check_hashes(args.root, store.hashes(), progress=progress)
         fill = store.fill_command()
         coverage = store.coverage()

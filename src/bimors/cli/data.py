@@ -174,6 +174,7 @@ def run_verify(args: argparse.Namespace) -> int:
         f"{ds.name}: {len(report.errors)} error(s), {len(report.warnings)} warning(s); "
         f"split {report.split_file or '-'} ({counts}); decoded {report.checked} image(s); "
         f"excluded {len(report.excluded)}"
+        + (f", dangling links left out {len(report.dangling)}" if report.dangling else "")
     )
     if args.write_exclude:
         bad = report.bad_images()

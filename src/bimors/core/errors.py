@@ -7,9 +7,22 @@ the fix, which the CLI prints without a traceback.
 
 from __future__ import annotations
 
+import re
+
 
 class BimorsError(Exception):
-    """Base class of every user-facing error; the CLI prints its message and exits 2."""
+    """Base class of every user-facing error; the CLI prints its message and exits 2.
+
+    An error raised in a DataLoader worker reaches the main process rebuilt
+    from torch's text ("Caught DataError in DataLoader worker process 0" and
+    the worker's whole traceback); the constructor keeps only the worker's own
+    message, so the user still reads one line naming the bad file.
+    """
+
+    def __init__(self, *args: object) -> None:
+        if len(args) == 1 and isinstance(args[0], str):
+            args = (_unwrap_worker_message(args[0], type(self)),)
+        super().__init__(*args)
 
 
 class UnknownNameError(BimorsError, KeyError):
@@ -36,3 +49,17 @@ class StorageError(BimorsError, OSError):
 
     def __str__(self) -> str:  # OSError formats (errno, strerror); we want the message verbatim
         return str(self.args[0]) if self.args else ""
+
+
+_WORKER = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+
+
+def _unwrap_worker_message(text: str, cls: type) -> str:
+    """The original message inside torch's worker re-raise text, or ``text`` unchanged."""
+    if not _WORKER.match(text):
+        return text
+    marker = f"{cls.__module__}.{cls.__qualname__}: "
+    at = text.rfind(marker)
+    if at < 0:
+        return text
+    return text[at + len(marker) :].strip()

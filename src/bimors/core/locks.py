@@ -10,6 +10,13 @@ refreshes it as it works; a killed job stops refreshing). On a network
 filesystem, ``O_EXCL`` creation is atomic on NFSv3+ and most cluster
 filesystems (Lustre, GPFS, BeeGFS).
 
+The holder's record is written to a private file first and then linked to
+the lock name (``os.link`` fails if the name exists, like ``O_EXCL``), so a
+lock file is never seen half-written. A lock file whose content is not a
+holder record (garbage, empty, truncated by a full disk) therefore names no
+live holder and is stale by the same rule as a dead holder's: it is taken
+over, with a warning naming the file.
+
 The caption job takes the same kind of lock on its store (``<store>.lock``):
 two processes filling one store would caption the same images twice.
 """
@@ -40,14 +47,36 @@ def lock_path(run_dir: str | Path) -> Path:
     return run_dir.with_name(run_dir.name + ".lock")
 
 
+def _read_holder(path: Path) -> dict | None:
+    """The holder record of lock ``path``, or None if the file holds no valid record."""
+    try:
+        holder = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(holder, dict) or not isinstance(holder.get("host"), str):
+        return None
+    try:
+        int(holder.get("pid"))
+    except (TypeError, ValueError):
+        return None
+    return holder
+
+
 def _stale(path: Path) -> bool:
     try:
-        holder = json.loads(path.read_text(encoding="utf-8"))
+        holder = _read_holder(path)
         age = time.time() - path.stat().st_mtime
-    except (OSError, ValueError):
-        return False  # being written or removed right now: not ours to judge
+    except OSError:
+        return False  # removed right now: not ours to judge
+    if holder is None:
+        logger.warning(
+            "%s holds no readable holder record (garbage or truncated): no live process "
+            "holds it, so it is stale",
+            path,
+        )
+        return True
     if holder.get("host") == socket.gethostname():
-        return not pid_alive(int(holder.get("pid", -1)))
+        return not pid_alive(int(holder["pid"]))
     return age > STALE_AFTER_S
 
 
@@ -76,20 +105,34 @@ class RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(2):
             try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                self._create()
             except FileExistsError:
                 if not _stale(self.path):
                     return False
                 logger.warning("%s: its holder is gone; taking the %s over", self.path, self.what)
                 self.path.unlink(missing_ok=True)
                 continue
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"host": socket.gethostname(), "pid": os.getpid()}, f)
             self.held = True
             self._stop.clear()
             threading.Thread(target=self._keep_fresh, daemon=True).start()
             return True
         return False
+
+    def _create(self) -> None:
+        """Make the lock file, complete, or raise FileExistsError; never half-written."""
+        record = json.dumps({"host": socket.gethostname(), "pid": os.getpid()})
+        tmp = self.path.with_name(f".{self.path.name}.{socket.gethostname()}.{os.getpid()}")
+        tmp.write_text(record, encoding="utf-8")
+        try:
+            os.link(tmp, self.path)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: exclusive create instead
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(record)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _keep_fresh(self) -> None:
         while not self._stop.wait(REFRESH_S):
@@ -111,10 +154,10 @@ class RunLock:
 
     def holder(self) -> str:
         try:
-            h = json.loads(self.path.read_text(encoding="utf-8"))
-            return f"{h.get('host')}:{h.get('pid')}"
-        except (OSError, ValueError):
+            h = _read_holder(self.path)
+        except OSError:
             return "another process"
+        return "another process" if h is None else f"{h.get('host')}:{h.get('pid')}"
 
     def __enter__(self) -> bool:
         return self.acquire()

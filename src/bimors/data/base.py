@@ -110,7 +110,30 @@ def scope_exclusions(entries: set[str], dataset: str) -> set[str]:
 
 def _preview(items: list[str], n: int = 10) -> str:
     more = f" ... and {len(items) - n} more" if len(items) > n else ""
-    return ", ".join(items[:n]) + more
+    return ", ".join(printable(i) for i in items[:n]) + more
+
+
+def not_utf8(name: str) -> bool:
+    """True for a file name whose bytes are not UTF-8 (Python keeps them as surrogates).
+
+    Such a name cannot be written to a split file, a record or a terminal, so
+    it is refused by name instead of failing later with ``UnicodeEncodeError``.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def printable(name: str) -> str:
+    """``name`` with bytes that are not UTF-8 shown as ``\\xNN`` escapes (safe to print)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def dangling_links(folder: Path) -> list[Path]:
+    """Symbolic links directly in ``folder`` whose target does not exist, sorted by name."""
+    return sorted(p for p in folder.iterdir() if p.is_symlink() and not p.exists())
 
 
 class SceneDataset:
@@ -159,6 +182,12 @@ class SceneDataset:
         exclude_shared: bool = False,
     ) -> None:
         self.root = Path(root).expanduser().absolute()  # saved with runs: valid from any folder
+        if self.root.is_file():
+            raise DataError(
+                f"--root {self.root} is a file, not a folder; pass the "
+                f"{self.info.title or self.name or 'image'} folder that holds it "
+                f"(expected layout: {self.info.layout})"
+            )
         if not self.root.is_dir():
             raise DataError(
                 f"dataset folder {self.root} does not exist; pass --root pointing at the "
@@ -174,6 +203,8 @@ class SceneDataset:
         self.exclude_shared = exclude_shared
         #: Relpaths left out on purpose (set by :meth:`split`); save it with the run.
         self.excluded: list[str] = []
+        #: Relpaths of dangling symbolic links left out of a seeded split (set by :meth:`scan`).
+        self.dangling: list[str] = []
         #: The split file actually used (set by :meth:`split`).
         self.split_path: Path | None = None
         self._split: Split | None = None
@@ -252,11 +283,28 @@ class SceneDataset:
         return self.class_folders()[0]
 
     def scan(self) -> list[tuple[str, str]]:
-        """``(relpath, classname)`` of every image in the class folders, in sorted order."""
+        """``(relpath, classname)`` of every image in the class folders, in sorted order.
+
+        Dangling symbolic links are left out and listed in :attr:`dangling`
+        (saved with the run beside the excluded files); names that are not
+        UTF-8 are refused by name.
+        """
         base = self.image_root
         items = []
         empty = []
-        for name, folder in self.check_layout().items():
+        folders = self.check_layout()
+        bad_names = [str(p) for p in base.iterdir() if not_utf8(p.name)] + [
+            str(f) for folder in folders.values() for f in folder.iterdir() if not_utf8(f.name)
+        ]
+        if bad_names:
+            raise DataError(
+                f"{len(bad_names)} file or folder name(s) under {printable(str(base))} are not "
+                f"valid UTF-8: {_preview(sorted(bad_names))}; rename them to UTF-8 (for example "
+                "`convmv -f latin1 -t utf8 -r --notest DIR`) or move them out"
+            )
+        for name, folder in folders.items():
+            for link in dangling_links(folder):
+                self.dangling.append(link.relative_to(base).as_posix())
             files = list_images(folder)
             if not files:
                 empty.append(str(folder))
@@ -334,6 +382,13 @@ class SceneDataset:
                     f"{self.name}: {_preview(unknown)}; remove them from the list"
                 )
             self.excluded = sorted(self.exclude)
+            if self.dangling:
+                logger.warning(
+                    "%s: left out %d dangling symbolic link(s) (their targets do not exist): %s",
+                    self.name,
+                    len(self.dangling),
+                    _preview(self.dangling, 5),
+                )
             if self.excluded:
                 logger.warning(
                     "%s: excluding %d image(s) on request: %s",
@@ -370,6 +425,7 @@ class SceneDataset:
             "published_split": self.published is not None and self.check_split,
             "split_seed": None if self.published is not None else self.split_seed,
             "excluded": list(self.excluded),
+            "dangling_links": list(self.dangling),
         }
 
     # -- class names for prompts ---------------------------------------------------------------

@@ -38,6 +38,11 @@ def image_problem(path: Path) -> str | None:
         return "missing"
     except UnidentifiedImageError:
         return "not an image (no known image format)"
+    except Image.DecompressionBombError:
+        return (
+            "corrupt or hostile image: its header claims too many pixels to decode safely "
+            f"(over {2 * (Image.MAX_IMAGE_PIXELS or 0)}; a decompression bomb)"
+        )
     except (OSError, SyntaxError, ValueError) as err:
         return f"corrupt or truncated image ({err})"
     return None
@@ -53,7 +58,7 @@ def open_rgb(path: Path) -> Image.Image:
         raise DataError(
             f"image {path} does not exist; check the dataset root and split file"
         ) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
         problem = image_problem(path) or "cannot be decoded"
         raise DataError(f"image {path}: {problem}; {BAD_IMAGE_FIX}") from None
 

@@ -12,19 +12,29 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Literal
 
 from bimors.core.errors import DataError
 from bimors.core.progress import progress as progress_bar
-from bimors.data.base import IMAGE_EXTENSIONS, SceneDataset, list_images
+from bimors.data.base import (
+    IMAGE_EXTENSIONS,
+    SceneDataset,
+    dangling_links,
+    list_images,
+    not_utf8,
+    printable,
+)
 from bimors.data.images import BAD_IMAGE_FIX, image_problem
 from bimors.data.split import Split, seeded_split
 
 logger = logging.getLogger(__name__)
 
 Severity = Literal["error", "warning"]
+
+_RENAME = "rename it to UTF-8 (for example `convmv -f latin1 -t utf8 --notest NAME`)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +47,7 @@ class Problem:
     severity: Severity = "error"
 
     def __str__(self) -> str:
-        return f"{self.severity}: {self.path}: {self.issue}; fix: {self.fix}"
+        return f"{self.severity}: {printable(self.path)}: {self.issue}; fix: {self.fix}"
 
 
 @dataclasses.dataclass
@@ -49,6 +59,8 @@ class VerifyReport:
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
     checked: int = 0
     excluded: list[str] = dataclasses.field(default_factory=list)
+    #: dangling symbolic links in the class folders (left out like excluded files)
+    dangling: list[str] = dataclasses.field(default_factory=list)
     problems: list[Problem] = dataclasses.field(default_factory=list)
 
     @property
@@ -87,13 +99,31 @@ def _layout(ds: SceneDataset, report: VerifyReport) -> dict[str, Path]:
         report.problems.append(
             Problem(str(base / c), "class folder missing", f"restore it ({ds.info.layout})")
         )
+    for p in sorted(base.iterdir()):
+        if not_utf8(p.name):
+            report.problems.append(Problem(str(p), "name is not valid UTF-8", _RENAME))
     for name in extra:
+        if not_utf8(name):
+            continue
         report.problems.append(
             Problem(str(base / name), "unexpected folder (not a class)", f"move it out of {base}")
         )
     for folder in found.values():
+        for link in dangling_links(folder):
+            report.dangling.append(link.relative_to(base).as_posix())
+            report.problems.append(
+                Problem(
+                    str(link),
+                    f"dangling symbolic link (its target {printable(os.readlink(link))} does "
+                    "not exist): left out",
+                    "point it at the image, or remove it",
+                    "warning",
+                )
+            )
         for f in sorted(folder.iterdir()):
-            if (
+            if not_utf8(f.name):
+                report.problems.append(Problem(str(f), "name is not valid UTF-8", _RENAME))
+            elif (
                 f.is_file()
                 and not f.name.startswith(".")
                 and f.suffix.lower() not in IMAGE_EXTENSIONS
@@ -116,6 +146,7 @@ def _split(ds: SceneDataset, found: dict[str, Path], report: VerifyReport) -> Sp
                 (f.relative_to(base).as_posix(), c)
                 for c, folder in found.items()
                 for f in list_images(folder)
+                if not not_utf8(f.name)  # reported by _layout
             ]
             report.problems.append(
                 Problem(
@@ -169,7 +200,7 @@ def verify_dataset(
         files = list_images(folder)
         if not files:
             report.problems.append(Problem(str(folder), "class folder has no images", "add images"))
-        on_disk.update(f.relative_to(base).as_posix() for f in files)
+        on_disk.update(f.relative_to(base).as_posix() for f in files if not not_utf8(f.name))
     for r in sorted(listed - on_disk - ds.exclude):
         if not (base / r).is_file():
             report.problems.append(

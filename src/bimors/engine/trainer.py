@@ -18,15 +18,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import random
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bimors.core import atomic
 from bimors.core.errors import BimorsError, CheckpointError
 from bimors.core.progress import eta, progress
+from bimors.core.stop import StopFlag, stop_on_signals, test_pause
 from bimors.engine.checkpoint import read_checkpoint, save_checkpoint
 from bimors.engine.config import TrainConfig
 from bimors.engine.data import TaskData
@@ -109,8 +112,17 @@ class Trainer:
         self.model = self.dist.wrap(method) if params else method
 
     # -- state for resume -------------------------------------------------------------------
-    def _state(self, epoch: int, steps: int, skipped: int, history: list, best: dict) -> dict:
+    def _state(
+        self,
+        epoch: int,
+        steps: int,
+        skipped: int,
+        history: list,
+        best: dict,
+        in_epoch: dict | None = None,
+    ) -> dict:
         return {
+            "in_epoch": in_epoch,
             "epoch": epoch,
             "steps": steps,
             "skipped": skipped,
@@ -165,11 +177,19 @@ class Trainer:
     # -- training -----------------------------------------------------------------------------
     def fit(self, train: TaskData, val: TaskData | None = None, resume: bool = True) -> TrainResult:
         """Train for ``cfg.epochs`` epochs on ``train``; ``val`` is used only for selection."""
-        cfg, method = self.cfg, self.method
+        method = self.method
         if method.closed_form:
             return self._fit_closed_form(train, val)
         if self.optimizer is None:
             return self._fit_nothing(train)
+        with stop_on_signals() as flag:
+            return self._fit_sgd(train, val, resume, flag)
+
+    def _fit_sgd(
+        self, train: TaskData, val: TaskData | None, resume: bool, flag: StopFlag
+    ) -> TrainResult:
+        """The SGD loop; a stop signal ends it between two steps with ``last.pt`` written."""
+        cfg, method = self.cfg, self.method
         if cfg.selection == "val" and val is None:
             raise ValueError("train.selection=val needs a validation split")
         set_determinism(cfg.deterministic)
@@ -184,6 +204,7 @@ class Trainer:
         )
         loss_value = history[-1]["loss"] if history else float("nan")
         began = time.monotonic()
+        position = state.get("in_epoch") if state else None  # stopped inside an epoch
         for epoch in range(start, cfg.epochs):
             lr = lr_at_epoch(epoch, cfg.lr, cfg.epochs, cfg.warmup_epochs, cfg.warmup_lr)
             for group in self.optimizer.param_groups:
@@ -201,8 +222,23 @@ class Trainer:
                 cfg.precision,
             )
             total, correct, loss_sum, n_batches = 0, 0, 0.0, 0
+            done = 0  # batches of this epoch already trained (a resumed position skips them)
+            if position is not None:
+                done, total, correct = position["batches"], position["total"], position["correct"]
+                loss_sum, n_batches = position["loss_sum"], position["n_batches"]
             bar = progress(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", enabled=self.progress)
-            for batch in bar:
+            for i, batch in enumerate(bar):
+                if i < done:
+                    continue
+                if position is not None:  # the global RNGs where the stopped run left them
+                    set_rng_state(position["rng"])
+                    position = None
+                test_pause(steps)
+                if flag.requested:
+                    at = {"batches": i, "total": total, "correct": correct}
+                    at |= {"loss_sum": loss_sum, "n_batches": n_batches, "rng": rng_state()}
+                    self._save_last(epoch, steps, skipped, history, best, at)
+                    flag.check(f"epoch {epoch + 1}, step {steps}")
                 steps += 1
                 loss, logits, labels = self._step_loss(train, batch)
                 if not self.dist.all_finite(loss.detach()):
@@ -246,15 +282,20 @@ class Trainer:
                 row["val_acc"] = acc
                 if acc > best["acc"]:
                     best = {"acc": acc, "epoch": epoch + 1, "state": method.method_state_dict()}
+            if position is not None:  # stopped after the epoch's last step
+                set_rng_state(position["rng"])
+                position = None
             history.append(row)
             self._save_last(epoch + 1, steps, skipped, history, best)
-            done = epoch + 1 - start
-            per_epoch = (time.monotonic() - began) / done
+            epochs_run = epoch + 1 - start
+            per_epoch = (time.monotonic() - began) / epochs_run
             self._pace = (
                 n_batches / per_epoch if per_epoch else 0.0,
                 per_epoch * (cfg.epochs - epoch - 1),
             )
             self._write_epoch(row, history)
+            if epoch + 1 < cfg.epochs:
+                flag.check(f"epoch {epoch + 1}, step {steps}")
         selected = cfg.epochs
         if cfg.selection == "val" and best["state"] is not None:
             method.load_method_state_dict(best["state"], "best-on-val state")
@@ -277,13 +318,21 @@ class Trainer:
             cfg.epochs, steps, skipped, loss_value, cfg.selection, selected, history, start
         )
 
-    def _save_last(self, epoch: int, steps: int, skipped: int, history: list, best: dict) -> None:
+    def _save_last(
+        self,
+        epoch: int,
+        steps: int,
+        skipped: int,
+        history: list,
+        best: dict,
+        in_epoch: dict | None = None,
+    ) -> None:
         if self.out_dir and self.dist.is_main:
             save_checkpoint(
                 self.out_dir / LAST,
                 self.method,
                 self.run_config,
-                trainer=self._state(epoch, steps, skipped, history, best),
+                trainer=self._state(epoch, steps, skipped, history, best, in_epoch),
             )
 
     def _save_unlooped(self, selection: str) -> None:
@@ -366,3 +415,24 @@ def epoch_line(row: dict, epochs: int, steps_per_s: float, left_s: float) -> str
     parts.append(f"lr {row['lr']:.3g}")
     parts.append(f"{steps_per_s:.2f} steps/s, ETA {eta(left_s)}")
     return f"epoch {row['epoch']}/{epochs}: " + ", ".join(parts)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global RNGs' states (torch, NumPy, random), saved with a mid-epoch position."""
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [
+            torch.from_numpy(x.astype(np.int64)) if isinstance(x, np.ndarray) else x
+            for x in np.random.get_state()
+        ],  # a tensor, since checkpoints are read with weights_only
+        "random": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put the global RNGs back where :func:`rng_state` saw them."""
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(
+        tuple(x.numpy().astype(np.uint32) if torch.is_tensor(x) else x for x in state["numpy"])
+    )
+    random.setstate(state["random"])
