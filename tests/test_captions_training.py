@@ -71,17 +71,17 @@ def test_run_refuses_a_store_of_another_encoder_or_with_missing_images(
         fake_store(path, [k for k in keys if k != dropped], provenance(), scenes).close()
         # The config names the store's models, but one image lacks a caption.
         with pytest.raises(DataError, match=r"lacks 1 of \d+ images") as err:
-            run(config(scenes, "data.shots=0"), "a")
+            run(config(scenes, "data.shots=1000"), "a")
         fill = shlex.split(str(err.value).split("fill them with: ")[1])
         assert fill[:6] == ["bimors", "caption", "--dataset", "synthetic", "--root", str(scenes)]
         assert fill[fill.index("--dtype") + 1] == "bfloat16" and "--store" not in fill
         # The config names another encoder than the store's: its store does not exist.
-        cfg = config(scenes, "data.shots=0", "captions.encoder=roberta-base")
+        cfg = config(scenes, "data.shots=1000", "captions.encoder=roberta-base")
         with pytest.raises(DataError, match=r"no caption store for synthetic .*--encoder roberta"):
             run(cfg, "b")
         # ... and pointed at this store explicitly, the store is refused for its encoder.
         explicit = ("data.dataset=synthetic", f"captions.store={path}")
-        cfg = config(scenes, "data.shots=0", "captions.encoder=roberta-base", *explicit)
+        cfg = config(scenes, "data.shots=1000", "captions.encoder=roberta-base", *explicit)
         with pytest.raises(DataError, match=r"encoder: store has 'bert-base-uncased'"):
             run(cfg, "c")
     finally:

@@ -4,7 +4,7 @@ The expected draws are computed here by a plain re-statement of Dassl's
 ``generate_fewshot_dataset`` as the official dataset files call it (seed the
 global ``random`` with the run seed; train with ``k`` shots then val with
 ``min(k, 4)``, over all classes, labels in order of first appearance, items in
-file order; ``random.sample``, or ``random.choices`` for a small class), read
+file order; ``random.sample``, or every item of a small class, as ``repeat=False``), read
 straight from the published JSON, then compared with what the protocols give.
 The published-split tests are skipped where no reference copy exists.
 """
@@ -49,7 +49,7 @@ def dassl_reference(rows: dict, seed: int, shots: int = 16) -> dict[str, list[st
             tracker[label].append(relpath)
         drawn = []
         for items in tracker.values():
-            drawn += random.sample(items, k) if len(items) >= k else random.choices(items, k=k)
+            drawn += random.sample(items, k) if len(items) >= k else items  # repeat=False
         out[part] = drawn
     return out
 
@@ -147,14 +147,15 @@ def _toy(sizes: list[int]) -> Split:
     return Split([f"c{c}" for c in range(len(sizes))], parts["train"], parts["val"], parts["test"])
 
 
-def test_dassl_repeats_images_of_a_small_class_as_random_choices_does():
+def test_dassl_keeps_a_small_class_whole_without_repeats_as_repeat_false_does():
     split = _toy([2, 9])
     rows = split.to_json()
     want = dassl_reference(rows, 5, shots=4)
     idx = draw_fewshot({"train": (split.train, 4), "val": (split.val, 4)}, 5, "toy", "dassl")
     got = [split.train[i].relpath for i in idx["train"]]
     assert got == want["train"]
-    assert len(got[:4]) == 4 and len(set(got[:4])) <= 2  # class 0 has 2 images for 4 shots
+    assert got[:2] == [s.relpath for s in split.train[:2]]  # class 0: its 2 images, once each
+    assert len(got) == 2 + 4 and len(set(got)) == len(got)
 
 
 def test_dassl_val_continues_the_train_stream():

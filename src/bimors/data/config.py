@@ -26,7 +26,7 @@ class DataConfig:
 
     dataset: str = "imagefolder"
     root: str = ""
-    shots: int = 16  # per class; 0 or less means all training images
+    shots: int = 16  # per class; a smaller class keeps all its images, none repeated
     classnames: Literal["reference", "readable"] = "reference"
     num_workers: int = 2
     split_file: str | None = None
@@ -36,5 +36,11 @@ class DataConfig:
     fewshot_sampler: Literal["hash", "dassl"] = "hash"
 
     def __post_init__(self) -> None:
+        # bool is an int subclass: refuse it too, a flag here is always a mistake
+        if isinstance(self.shots, bool) or not isinstance(self.shots, int) or self.shots < 1:
+            raise ValueError(
+                f"data.shots must be a positive integer (images per class), not {self.shots!r}; "
+                "a class with fewer images keeps all of them"
+            )
         if self.num_workers < 0:
             raise ValueError("data.num_workers must be >= 0")

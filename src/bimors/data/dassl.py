@@ -10,14 +10,15 @@ KaiyangZhou/Dassl.pytorch, called from each dataset's ``__init__``):
    the split file exists (only a missing split file is shuffled first);
 2. the training part is grouped by label, the groups in the order their
    labels first appear in the split file, each group's items in file order;
-   each group gives ``random.sample(items, k)``, or ``random.choices(items,
-   k=k)`` when it has fewer than ``k`` items (Dassl's ``repeat=True``);
+   each group gives ``random.sample(items, k)``, or all its items, in file
+   order and drawing nothing, when it has fewer than ``k`` (every official
+   call passes ``repeat=False``);
 3. the validation part is drawn the same way with ``min(k, 4)``, from the
    same stream, right after the training part;
 4. only then are the classes cut into base and new.
 
 So the draw depends on the interpreter's ``random`` algorithms (stable across
-CPython 3 releases for ``seed``, ``sample`` and ``choices``), on the order of
+CPython 3 releases for ``seed`` and ``sample``), on the order of
 the split file, and on the whole class set: which base images a base-to-new
 run sees depends on the new classes too. The hash-ranked default sampler
 (:mod:`bimors.data.fewshot`) has none of these dependencies; this one exists
@@ -37,8 +38,9 @@ def dassl_draw(rng: random.Random, samples: Sequence[Sample], shots: int) -> lis
     """Positions in ``samples`` that one ``generate_fewshot_dataset`` call picks, in its order.
 
     ``shots < 1`` keeps everything (as Dassl returns the part unchanged) and
-    draws nothing. Positions may repeat when a class has fewer than ``shots``
-    items, as Dassl's ``random.choices`` repeats images.
+    draws nothing. A class with fewer than ``shots`` items gives all of them in
+    file order and draws nothing from ``rng``, as Dassl with ``repeat=False``
+    (what every official call passes), so no image repeats.
     """
     if shots < 1:
         return list(range(len(samples)))
@@ -50,7 +52,7 @@ def dassl_draw(rng: random.Random, samples: Sequence[Sample], shots: int) -> lis
         if len(positions) >= shots:
             chosen.extend(rng.sample(positions, shots))
         else:
-            chosen.extend(rng.choices(positions, k=shots))
+            chosen.extend(positions)
     return chosen
 
 

@@ -131,15 +131,59 @@ def draw_fewshot(
     Dassl's order, as the official codes do.
     """
     if sampler == "hash":
-        return {
+        drawn = {
             p: fewshot_indices(samples, k, seed, f"{dataset}/{p}")
             for p, (samples, k) in parts.items()
         }
-    if sampler == "dassl":
-        return dassl_fewshot(parts, seed)
-    raise DataError(
-        f"data.fewshot_sampler: {sampler!r} is not a sampler; choose one of {', '.join(SAMPLERS)}"
-    )
+    elif sampler == "dassl":
+        drawn = dassl_fewshot(parts, seed)
+    else:
+        raise DataError(
+            f"data.fewshot_sampler: {sampler!r} is not a sampler; choose one of "
+            f"{', '.join(SAMPLERS)}"
+        )
+    warn_small_classes(parts, dataset)
+    return drawn
+
+
+def class_counts(samples: list[Sample]) -> dict[str, int]:
+    """Images per class name in ``samples`` (first-appearance order): a run's real shots."""
+    counts: dict[str, int] = {}
+    for s in samples:
+        counts[s.classname] = counts.get(s.classname, 0) + 1
+    return counts
+
+
+def small_classes(samples: list[Sample], shots: int) -> dict[str, int]:
+    """Classes of ``samples`` with fewer than ``shots`` images, with their counts."""
+    if shots < 1:
+        return {}
+    return {name: n for name, n in class_counts(samples).items() if n < shots}
+
+
+def warn_small_classes(parts: dict[str, tuple[list[Sample], int]], dataset: str) -> None:
+    """One warning naming every class (per part) that has fewer images than asked for.
+
+    Such a class keeps all its images, none repeated (as Dassl with
+    ``repeat=False``), so the run sees fewer than ``shots`` of it; the records
+    and ``fewshot.json`` carry the real counts.
+    """
+    lines = []
+    total = 0
+    for part, (samples, k) in parts.items():
+        small = small_classes(samples, k)
+        if small:
+            total += len(small)
+            listed = ", ".join(f"{name} ({n})" for name, n in small.items())
+            lines.append(f"{part} ({k} asked): {listed}")
+    if lines:
+        logger.warning(
+            "%s: %d class(es) have fewer images than the shots asked; each keeps all its "
+            "images, none repeated: %s",
+            dataset,
+            total,
+            "; ".join(lines),
+        )
 
 
 def fewshot_with_index(

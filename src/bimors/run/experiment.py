@@ -20,6 +20,7 @@ from bimors.captions.store import CaptionStore
 from bimors.captions.stores import CaptionStores
 from bimors.core.errors import ConfigError
 from bimors.data.base import SceneDataset
+from bimors.data.fewshot import class_counts
 from bimors.data.images import ImageDataset
 from bimors.data.transforms import build_transform
 from bimors.engine.data import TaskData
@@ -126,7 +127,11 @@ def run_plan(
     train = data(plan.train_dataset, plan.train, True)
     val = data(plan.train_dataset, plan.val, False)
     if dist.is_main:
-        run.write_json("fewshot.json", {"sampler": cfg.data.fewshot_sampler, **plan.fewshot})
+        counts = {"train": class_counts(plan.train.samples), "val": class_counts(plan.val.samples)}
+        run.write_json(
+            "fewshot.json",
+            {"sampler": cfg.data.fewshot_sampler, **plan.fewshot, "counts": counts},
+        )
         datasets = {plan.train_dataset.name: plan.train_dataset}
         datasets.update({spec.dataset.name: spec.dataset for spec in plan.evals})
         run.write_json("data.json", {name: ds.provenance() for name, ds in datasets.items()})
@@ -153,6 +158,7 @@ def run_plan(
     for r in records:
         r.update(
             train_image_features=features.describe(method, True),
+            shots_per_class=class_counts(plan.train.samples),  # the real shots of each class
             selection=result.selection,
             selected_epoch=result.selected_epoch,
             skipped_steps=result.skipped_steps,
