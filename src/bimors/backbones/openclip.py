@@ -31,6 +31,7 @@ from bimors.backbones.loading import (
     offline_weights_advice,
     read_state_dict,
 )
+from bimors.backbones.presets import OPENAI_SHAPED
 from bimors.backbones.quiet import quiet_open_clip
 from bimors.backbones.towers import TextTower, VisionTower
 
@@ -45,6 +46,28 @@ def activation(model) -> str:
     text = getattr(model, "text", model)
     act = text.transformer.resblocks[0].mlp.gelu
     return "quick_gelu" if type(act).__name__ == "QuickGELU" else "gelu"
+
+
+_RANDOM_INIT = "No pretrained weights loaded"
+
+
+class _HideRandomInit(logging.Filter):
+    """Drops open_clip's "initialized randomly" line: bimors loads the weights itself next."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _RANDOM_INIT not in record.getMessage()
+
+
+def check_activation(name: str, activation: str | None) -> None:
+    """Refuse a checkpoint file on an OpenAI-shaped architecture without ``-quickgelu``
+    unless ``backbone.activation`` says which activation is meant."""
+    if name in OPENAI_SHAPED and activation is None:
+        raise ModelLoadError(
+            f"a checkpoint file in open_clip architecture {name!r} would run GELU, but weights "
+            f"fine-tuned from OpenAI (RemoteCLIP, GeoRSCLIP) need QuickGELU: use "
+            f"backbone.model={name}-quickgelu, or backbone.activation=gelu if the checkpoint "
+            "really was trained with GELU (the weights cannot tell)"
+        )
 
 
 def _quick_gelu_hint(name: str) -> str:
@@ -218,8 +241,25 @@ class OpenCLIP(FrozenCLIP):
         return pool
 
     @classmethod
-    def from_pretrained(cls, model_id: str, pretrained: str | None = None) -> OpenCLIP:
-        """Build from a folder, an architecture name (+ tag or file), or an ``hf-hub:`` id."""
+    def from_pretrained(
+        cls, model_id: str, pretrained: str | None = None, activation: str | None = None
+    ) -> OpenCLIP:
+        """Build from a folder, an architecture name (+ tag or file), or an ``hf-hub:`` id.
+
+        ``activation`` (``backbone.activation``): ``gelu`` allows a checkpoint file
+        on a plain OpenAI-shaped name (see :func:`check_activation`), ``quick_gelu``
+        builds it as its ``-quickgelu`` variant; ``None`` lets the name decide.
+        """
+        if activation == "quick_gelu" and not model_id.endswith("-quickgelu"):
+            if model_id.startswith("hf-hub:") or looks_like_path(model_id):
+                raise ModelLoadError(
+                    f"backbone.activation=quick_gelu needs an architecture name, not {model_id!r}"
+                )
+            model_id = f"{model_id}-quickgelu"
+        if activation == "gelu" and model_id.endswith("-quickgelu"):
+            raise ModelLoadError(
+                f"backbone.activation=gelu contradicts backbone.model={model_id!r}; drop one"
+            )
         import open_clip
 
         folder = missing_folder("open_clip backbone", model_id)
@@ -250,6 +290,8 @@ class OpenCLIP(FrozenCLIP):
                 raise problem or ModelLoadError(
                     f"backbone.pretrained={pretrained!r} is not a checkpoint file"
                 )
+        if checkpoint is not None:
+            check_activation(model_id, activation)
         model = cls._create(model_id, None if checkpoint else pretrained)
         if checkpoint is not None:
             _load_file(
@@ -276,6 +318,11 @@ class OpenCLIP(FrozenCLIP):
         arch, quick = name, tag == "openai"
         if name.endswith("-quickgelu") and not name.startswith("hf-hub:"):
             arch, quick = name[: -len("-quickgelu")], True
+        hide = _HideRandomInit()
+        watched = [logging.getLogger(), logging.getLogger("open_clip")]
+        if tag is None:  # bimors loads the weights itself right after
+            for lg in watched:
+                lg.addFilter(hide)
         try:
             with quiet_open_clip():
                 model = open_clip.create_model(arch, pretrained=tag, force_quick_gelu=quick)
@@ -304,6 +351,9 @@ class OpenCLIP(FrozenCLIP):
             raise ModelLoadError(
                 offline_weights_advice(name, tag, f"{type(err).__name__}: {text}")
             ) from err
+        finally:
+            for lg in watched:
+                lg.removeFilter(hide)
         if quick and activation(model) != "quick_gelu":
             raise ModelLoadError(f"open_clip built {name!r} without QuickGELU; refusing to run it")
         return model

@@ -27,6 +27,16 @@ _OPENAI_CITE = (
     "Radford et al., Learning Transferable Visual Models From Natural Language Supervision, "
     "ICML 2021, arXiv:2103.00020"
 )
+#: open_clip architectures of OpenAI's shape: OpenAI trained them with QuickGELU, so
+#: a checkpoint file fine-tuned from OpenAI (RemoteCLIP, GeoRSCLIP) needs the
+#: ``-quickgelu`` variant, and the weights cannot tell GELU from QuickGELU. A
+#: checkpoint file on one of these plain names is refused unless
+#: ``backbone.activation=gelu`` (which the GELU presets here set).
+OPENAI_SHAPED = frozenset(
+    {"RN50", "RN101", "RN50x4", "RN50x16", "RN50x64", "ViT-B-32", "ViT-B-16", "ViT-L-14"}
+    | {"ViT-L-14-336"}
+)
+
 _OPENAI_LICENCE = "MIT (code); model card: research use, deployed use out of scope"
 _REMOTECLIP_CITE = (
     "Liu et al., RemoteCLIP: A Vision Language Foundation Model for Remote Sensing, "
@@ -76,7 +86,13 @@ class BackbonePreset:
     @property
     def fields(self) -> dict[str, str | None]:
         """The ``backbone`` config fields this preset stands for."""
-        return {"adapter": self.adapter, "model": self.model, "pretrained": self.pretrained}
+        gelu = self.adapter == "open_clip" and self.model in OPENAI_SHAPED
+        return {
+            "adapter": self.adapter,
+            "model": self.model,
+            "pretrained": self.pretrained,
+            "activation": "gelu" if gelu else None,  # a GELU file on an OpenAI-shaped name
+        }
 
 
 def _openai(arch: str, hub: str) -> list[BackbonePreset]:

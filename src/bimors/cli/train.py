@@ -54,9 +54,9 @@ def run(args: argparse.Namespace) -> int:
     )
     check_config(cfg, args.out)  # before any model is loaded
     dist = Dist(cfg.train.device)
-    backbone = load_backbone(cfg.backbone.adapter, cfg.backbone.model, cfg.backbone.pretrained).to(
-        dist.device
-    )
+    backbone = load_backbone(
+        cfg.backbone.adapter, cfg.backbone.model, cfg.backbone.pretrained, cfg.backbone.activation
+    ).to(dist.device)
     train_ds, target_ds = build_datasets(roots, args.dataset, list(targets), cfg)
     plan = PROTOCOLS.get(args.protocol).build(
         train_ds, cfg.data.shots, cfg.train.seed, target_ds, sampler=cfg.data.fewshot_sampler

@@ -5,7 +5,8 @@ Layout::
     RUN_DIR/
       meta.json        package version, method, protocol, datasets, seed, status
       config.yaml      the resolved config
-      fewshot.json     few-shot indices used (per part) and the sampler that drew them
+      fewshot.json     few-shot indices used (per part), the sampler that drew them and
+                       ``counts``: the real images per class of each part
       data.json        each dataset's folder, split file and its SHA-256, excluded images
       metrics.jsonl    one row per epoch (also TensorBoard events under tb/)
       last.pt          resume state (while training)

@@ -256,7 +256,8 @@ def run_grid(
             _, method, seed, point = cell
             cfg = configs[cell]
             train_ds, target_ds = datasets_of(source, cfg)
-            key = (cfg.backbone.adapter, cfg.backbone.model, cfg.backbone.pretrained)
+            b = cfg.backbone
+            key = (b.adapter, b.model, b.pretrained, b.activation)
             if key not in backbones:
                 dist = Dist(cfg.train.device)
                 backbones[key] = load_backbone(*key).to(dist.device)

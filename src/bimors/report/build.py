@@ -25,6 +25,7 @@ from bimors.report.aggregate import base2new_rows, latest, transfer_rows
 from bimors.report.csvout import tables_csv
 from bimors.report.curves import curve_figure, has_curve
 from bimors.report.grid import Table, base2new_table, transfer_tables
+from bimors.report.identity import paper_mismatch, setting_label, split_by_setting
 from bimors.report.latex import latex_document
 from bimors.report.markdown import table_markdown
 from bimors.report.notes import CAVEATS
@@ -55,7 +56,50 @@ def collect_records(root: str | Path) -> list[dict[str, Any]]:
 
 
 def report_tables(records: list[dict[str, Any]]) -> list[Table]:
-    """Table 1 (if base-to-new records exist), then the transfer tables, in the papers' order."""
+    """Per setting (see :mod:`bimors.report.identity`): Table 1 (if base-to-new records
+    exist), then the transfer tables, in the papers' order. Runs whose identity differs
+    in anything but the seed never share a cell."""
+    groups = split_by_setting(records)
+    tables = []
+    for setting, group in groups:
+        label = setting_label(setting)
+        differs = paper_mismatch(setting)
+        for table in _setting_tables(group):
+            table.setting = label
+            table.labelled = len(groups) > 1
+            table.notes.append(f"Runs: {label}. " + _seeds_note(table))
+            if differs and any(line.has_published for line in table.lines):
+                _drop_published(table)
+                table.notes.append(
+                    "No published numbers or Δ: the paper's tables are 16-shot on ViT-B/16 with "
+                    "OpenAI's weights; these runs differ (" + "; ".join(differs) + ")."
+                )
+            tables.append(table)
+    return tables
+
+
+def _drop_published(table: Table) -> None:
+    """Remove the published numbers (and lines that only held them) from ``table``."""
+    for line in table.lines:
+        for cell in line.cells.values():
+            cell.published = None
+    table.lines = [line for line in table.lines if line.has_ours]
+
+
+def _seeds_note(table: Table) -> str:
+    """The seeds behind each line's cells."""
+    parts = []
+    for line in table.lines:
+        seeds = sorted(
+            {str(k) for c in line.cells.values() if c.has_ours for k in c.ours.by_seed},
+            key=lambda s: (len(s), s),
+        )
+        if seeds:
+            parts.append(f"{line.label}: seed {', '.join(seeds)}")
+    return ("Seeds: " + "; ".join(parts) + ".") if parts else ""
+
+
+def _setting_tables(records: list[dict[str, Any]]) -> list[Table]:
     tables = []
     b2n = base2new_rows(records)
     if b2n:
@@ -97,8 +141,14 @@ def build_report(
     md = ["# Results\n", f"{len(records)} records from {runs}.\n"]
     figures, captions = [], []
     compared = any(line.has_published for t in tables for line in t.lines)
+    used: set[str] = set()
     for table in tables:
         name = _figure_name(table)
+        n = 2
+        while name in used:  # one figure per table when several settings share a protocol
+            name = _figure_name(table).replace(".png", f"_{n}.png")
+            n += 1
+        used.add(name)
         md += [f"## {table.title}\n", table_markdown(table), f"![{table.title}]({name})\n"]
         figures.append(table_figure(table, out / name))
         captions.append((name, table.title))

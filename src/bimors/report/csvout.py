@@ -27,6 +27,8 @@ HEADER = [
     "published",
     "difference",
     "best",
+    "seed_list",  # the seeds behind the cell, ";"-separated
+    "setting",  # what the table's runs share (backbone, weights, shots, sampler, version)
 ]
 
 
@@ -63,6 +65,8 @@ def tables_csv(tables: list[Table]) -> str:
                         _num(cell.published),
                         _num(cell.diff),
                         int(is_best),
+                        ";".join(map(str, s.by_seed)) if s else "",
+                        table.setting,
                     ]
                 )
     return buf.getvalue()

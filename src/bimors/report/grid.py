@@ -73,6 +73,8 @@ class Table:
     lines: list[Line]
     source: str | None = None  # training dataset of a transfer table
     notes: list[str] = dataclasses.field(default_factory=list)
+    setting: str = ""  # what every run of the table shares (see bimors.report.identity)
+    labelled: bool = False  # several settings in one report: the title names this one
 
     @property
     def columns(self) -> list[tuple[str, str]]:
@@ -81,7 +83,8 @@ class Table:
     @property
     def title(self) -> str:
         base = TITLES.get(self.protocol, self.protocol)
-        return f"{base}, trained on {dataset_label(self.source)}" if self.source else base
+        title = f"{base}, trained on {dataset_label(self.source)}" if self.source else base
+        return f"{title} ({self.setting})" if self.labelled and self.setting else title
 
     def group_label(self, group: str) -> str:
         label = dataset_label(group)

@@ -57,8 +57,10 @@ DATASET_LABELS = {
 
 
 def method_label(name: str) -> str:
-    """The paper's name of a method (our registry name when the papers have none)."""
-    return METHOD_LABELS.get(name, name)
+    """The paper's name of a method (our registry name when the papers have none);
+    a variant ``coop [epochs=5]`` keeps its tag after the paper's name."""
+    base, sep, tag = name.partition(" [")
+    return METHOD_LABELS.get(base, base) + (sep + tag if sep else "")
 
 
 def dataset_label(name: str) -> str:

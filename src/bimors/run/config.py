@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from bimors.captions.config import CaptionConfig
 from bimors.core.config import (
@@ -49,6 +49,9 @@ class BackboneConfig:
     pretrained: str | None = None  # open_clip tag, checkpoint file, hf-file:REPO/PATH or URL
     #: A named checkpoint (``bimors list`` shows them); it sets the three fields above.
     preset: str | None = None
+    #: ``gelu``: a checkpoint file on a plain OpenAI-shaped open_clip name really is GELU
+    #: (else refused: such files are QuickGELU); ``quick_gelu``: build the ``-quickgelu`` variant.
+    activation: Literal["gelu", "quick_gelu"] | None = None
 
     def __post_init__(self) -> None:
         if self.preset is None:
@@ -217,7 +220,7 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
 
 
 def _apply_backbone_preset(merged: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
-    """Fill ``backbone.adapter/model/pretrained`` from ``backbone.preset``.
+    """Fill ``backbone.adapter/model/pretrained/activation`` from ``backbone.preset``.
 
     The method preset's backbone fields give way to the named checkpoint; the
     user's own, where they differ from it, are refused in BackboneConfig.

@@ -35,6 +35,7 @@ from bimors.methods import METHODS, Method, build_method
 from bimors.protocols.base2new import Task
 from bimors.protocols.plan import Plan
 from bimors.run.config import RunConfig
+from bimors.run.identity import run_identity
 from bimors.run.preflight import check_plan
 
 logger = logging.getLogger(__name__)
@@ -215,6 +216,9 @@ def evaluate_specs(
             features,
         )
         logger.info("%s on %s %s: %.2f%%", cfg.method, spec.dataset.name, spec.split, ev.accuracy)
+        identity = run_identity(
+            cfg, method.backbone.activation, METHODS.get(cfg.method).uses_captions
+        )
         fallback = {"fallback": method.fallback} if method.fallback else {}
         records.append(
             {
@@ -238,6 +242,7 @@ def evaluate_specs(
                 "precision": cfg.train.precision,
                 "image_features": features.describe(method, False),
                 "bimors_version": __version__,
+                "identity": identity,
                 **fallback,
             }
         )

@@ -226,7 +226,7 @@ def load_exported(
         raise CheckpointError(f"{folder / WEIGHTS} cannot be read ({err})") from None
     dist = Dist(device)
     b = cfg.backbone
-    backbone = load_backbone(b.adapter, b.model, b.pretrained).to(dist.device)
+    backbone = load_backbone(b.adapter, b.model, b.pretrained, b.activation).to(dist.device)
     caption = state.get("caption_proj.weight")
     classnames = list(exported["classnames"])
     method = build_method(

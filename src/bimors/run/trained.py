@@ -49,7 +49,12 @@ def load_trained(
     payload = read_checkpoint(run.checkpoint)
     dist = Dist(device)
     if backbone is None:
-        backbone = load_backbone(cfg.backbone.adapter, cfg.backbone.model, cfg.backbone.pretrained)
+        backbone = load_backbone(
+            cfg.backbone.adapter,
+            cfg.backbone.model,
+            cfg.backbone.pretrained,
+            cfg.backbone.activation,
+        )
     backbone = backbone.to(dist.device)
     caption = payload["state"].get("caption_proj.weight")
     method = build_method(
