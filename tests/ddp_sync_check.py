@@ -31,7 +31,7 @@ from bimors.methods import METHODS, build_method
 from bimors.protocols.base2new import base2new_tasks
 from bimors.run.config import TrainConfig
 
-PARAMS = {"maple": {"prompt_depth": 2}}  # the tiny CLIP has 2 blocks per encoder
+PARAMS = {"maple": {"prompt_depth": 2}, "tcp": {"layer": 1}}  # the tiny CLIP has 2 blocks
 
 
 def digest(method) -> dict[str, str]:

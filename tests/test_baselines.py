@@ -70,6 +70,8 @@ def test_registry_holds_every_baseline():
         "prograd",
         "maple",
         "applenet",
+        "kgcoop",
+        "tcp",
     ]
 
 

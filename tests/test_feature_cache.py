@@ -47,7 +47,7 @@ def _no_image_encoder(monkeypatch, backbone):
 
 #: Every method whose image features may be cached, with tiny-backbone parameters.
 CACHEABLE = [n for n in METHODS.names() if METHODS.get(n).frozen_image_features]
-PARAMS = {"maple": {"prompt_depth": 2}}
+PARAMS = {"maple": {"prompt_depth": 2}, "tcp": {"layer": 1}}
 
 
 @pytest.mark.parametrize("name", CACHEABLE)

@@ -233,6 +233,16 @@ class FrozenCLIP(nn.Module, ABC):
         """
         return self.text_tower.encode(embeds, eos_positions, deeper, start)
 
+    def encode_prompts_injected(
+        self, embeds: Tensor, eos_positions: Tensor, layer: int, values: Tensor, start: int = 1
+    ) -> Tensor:
+        """Projected text features (N, E), with positions ``start .. start + n`` replaced
+        by ``values`` ((n, D) or one set per prompt, (N, n, D)) at the input of block
+        ``layer`` only (TCP's class-aware tokens). Both adapters share the text tower,
+        so both support it; causal, so truncation after EOS stays exact.
+        """
+        return self.text_tower.encode(embeds, eos_positions, (), start, (layer, values))
+
     # -- image side ---------------------------------------------------------------
     def encode_image(self, pixels: Tensor) -> ImageFeatures:
         """Image features of normalised pixels (B, 3, H, W)."""

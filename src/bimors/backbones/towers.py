@@ -42,9 +42,15 @@ def gather_eos(hidden: Tensor, eos_positions: Tensor) -> Tensor:
 
 
 def overwrite(hidden: Tensor, values: Tensor, start: int) -> Tensor:
-    """``hidden`` (N, L, D) with rows ``start .. start + n`` replaced by ``values`` (n, D)."""
-    n = values.shape[0]
-    fill = values.to(hidden.dtype).unsqueeze(0).expand(hidden.shape[0], -1, -1)
+    """``hidden`` (N, L, D) with rows ``start .. start + n`` replaced by ``values``.
+
+    ``values`` is (n, D), the same for every sequence, or (N, n, D), one set per
+    sequence (TCP's class-aware tokens).
+    """
+    n = values.shape[-2]
+    fill = values.to(hidden.dtype)
+    if fill.dim() == 2:
+        fill = fill.unsqueeze(0).expand(hidden.shape[0], -1, -1)
     return torch.cat([hidden[:, :start], fill, hidden[:, start + n :]], dim=1)
 
 
@@ -87,16 +93,35 @@ class TextTower:
         eos_positions: Tensor,
         deeper: Sequence[Tensor] = (),
         start: int = 1,
+        inject: tuple[int, Tensor] | None = None,
     ) -> Tensor:
         """Projected features (N, E) of prompt embeddings (N, L, D) at ``eos_positions``.
 
         ``deeper[i]`` (n, D) overwrites positions ``start .. start + n`` at the
-        input of block ``i + 1`` (MaPLe's deep text prompts).
+        input of block ``i + 1`` (MaPLe's deep text prompts). ``inject = (k, v)``
+        overwrites them with ``v`` ((n, D) or (N, n, D)) at the input of block
+        ``k`` only (TCP's class-aware tokens); it cannot be combined with ``deeper``.
         """
         if len(deeper) >= len(self.blocks):
             raise ValueError(
                 f"{len(deeper)} deep text prompts need more than the {len(self.blocks)} text blocks"
             )
+        if inject is not None:
+            if deeper:
+                raise ValueError("inject and deeper both overwrite the context: pass one")
+            layer, values = inject
+            if not 0 <= layer < len(self.blocks):
+                raise ValueError(
+                    f"inject at block {layer}: the text tower has blocks 0..{len(self.blocks) - 1}"
+                )
+            x = self.embed(embeds)
+            allowed = causal_allowed(x.shape[1], x.device) if self.causal else None
+            dtype = compute_dtype(x)
+            for i, block in enumerate(self.blocks):
+                if i == layer:
+                    x = overwrite(x, values, start)
+                x = run_block(block, x, allowed, dtype)
+            return self.head(gather_eos(x, eos_positions))
         x = self.embed(embeds)
         allowed = causal_allowed(x.shape[1], x.device) if self.causal else None
         dtype = compute_dtype(x)

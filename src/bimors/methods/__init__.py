@@ -13,9 +13,11 @@ from bimors.methods.bimors import BiMoRS
 from bimors.methods.clip_adapter import CLIPAdapter
 from bimors.methods.cocoop import CoCoOp
 from bimors.methods.coop import CoOp
+from bimors.methods.kgcoop import KgCoOp
 from bimors.methods.linear_probe import LinearProbe
 from bimors.methods.maple import MaPLe
 from bimors.methods.prograd import ProGrad
+from bimors.methods.tcp import TCP
 from bimors.methods.zeroshot import ZeroShotCLIP
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -29,6 +31,8 @@ for _cls in (
     ProGrad,
     MaPLe,
     APPLeNet,
+    KgCoOp,
+    TCP,
 ):
     METHODS.register(_cls.name)(_cls)
 

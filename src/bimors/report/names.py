@@ -23,6 +23,8 @@ PAPER_ORDER = (
     "maple",
     "applenet",
     "bimors",
+    "kgcoop",
+    "tcp",
 )
 
 METHOD_LABELS = {
@@ -37,6 +39,8 @@ METHOD_LABELS = {
     "applenet": "APPLeNet",
     "bimors": "BiMoRS",
     "linear_probe": "Linear probe",
+    "kgcoop": "KgCoOp",
+    "tcp": "TCP",
 }
 
 DATASET_LABELS = {
