@@ -104,7 +104,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "A later grid with more seeds or shots fills only the difference.",
     )
     g.add_argument(
-        "--protocol", choices=["base2new", "cross_dataset", "domain_gen"], help="the grid"
+        "--protocol",
+        choices=["base2new", "cross_dataset", "domain_gen", "fewshot"],
+        help="the grid",
     )
     g.add_argument(
         "--source",

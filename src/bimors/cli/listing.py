@@ -15,7 +15,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", help="print this preset as resolved for --protocol and --dataset")
     p.add_argument(
         "--protocol",
-        choices=["base2new", "cross_dataset", "domain_gen"],
+        choices=["base2new", "cross_dataset", "domain_gen", "fewshot"],
         help="protocol to resolve --preset for (default: none, the base preset)",
     )
     p.add_argument("--dataset", help="dataset to resolve --preset for")

@@ -9,7 +9,7 @@ plus two optional sections, applied in this order:
 
 ``protocols:``
     ``{protocol: {section: {field: value}}}`` for ``base2new``,
-    ``cross_dataset`` or ``domain_gen``;
+    ``cross_dataset``, ``domain_gen`` or ``fewshot``;
 ``datasets:``
     ``{dataset: {section: {field: value}}}``, e.g. ``eurosat``.
 
@@ -27,7 +27,7 @@ from typing import Any
 from bimors.core.config import deep_merge, yaml_load
 from bimors.core.errors import ConfigError
 
-PROTOCOL_NAMES = ("base2new", "cross_dataset", "domain_gen")
+PROTOCOL_NAMES = ("base2new", "cross_dataset", "domain_gen", "fewshot")
 LAYER_KEYS = ("protocols", "datasets")
 
 

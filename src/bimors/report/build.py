@@ -24,6 +24,13 @@ from bimors.report.ablation import ablation_csv, ablation_latex, ablation_markdo
 from bimors.report.aggregate import base2new_rows, latest, transfer_rows
 from bimors.report.csvout import tables_csv
 from bimors.report.curves import curve_figure, has_curve
+from bimors.report.fewshot import (
+    PUBLISHED_FILE,
+    fewshot_figure,
+    fewshot_markdown,
+    fewshot_tables,
+    load_published,
+)
 from bimors.report.grid import Table, base2new_table, transfer_tables
 from bimors.report.latex import latex_document
 from bimors.report.markdown import table_markdown
@@ -94,6 +101,17 @@ def build_report(
             name = f"fewshot_{ablation.slug}.png"
             figures.append(curve_figure(ablation, out / name))
             md.append(f"![Few-shot curves: {ablation.title}]({name})\n")
+    ref = Path(runs) / PUBLISHED_FILE
+    few = fewshot_tables(records, load_published(ref) if ref.is_file() else [])
+    for backbone in dict.fromkeys(t.backbone for t in few):
+        mine = [t for t in few if t.backbone == backbone]
+        md.append(f"## Few-shot protocol, backbone {backbone}\n")
+        for t in mine:
+            md += [f"### {t.dataset} ({backbone})\n", fewshot_markdown(t)]
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone)
+        name = f"fewshot_protocol_{stem}.png"
+        figures.append(fewshot_figure(mine, out / name))
+        md.append(f"![Few-shot curves, {backbone}]({name})\n")
     if compared:
         md += ["## Reading the comparison\n", CAVEATS + "\n"]
     markdown = "\n".join(md)
@@ -113,6 +131,7 @@ def build_report(
         "records": len(records),
         "tables": tables,
         "ablations": ablations,
+        "fewshot": few,
         "files": [out / "report.md", out / "report.csv", out / "report.tex", *figures],
         "per_run": extra,
     }
