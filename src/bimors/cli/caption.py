@@ -11,6 +11,7 @@ from pathlib import Path
 from bimors.captions.captioner import DEFAULT_CAPTIONER, OFFICIAL_SETTINGS
 from bimors.captions.encoder import DEFAULT_ENCODER
 from bimors.cli.common import main_process, progress_enabled
+from bimors.protocols import PROTOCOL_NAMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -105,7 +106,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument(
         "--protocol",
-        choices=["base2new", "cross_dataset", "domain_gen", "fewshot"],
+        choices=PROTOCOL_NAMES,
         help="the grid",
     )
     g.add_argument(

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 
+from bimors.protocols import PROTOCOL_NAMES
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list registered methods, backbones, datasets and presets")
     p.add_argument("--preset", help="print this preset as resolved for --protocol and --dataset")
     p.add_argument(
         "--protocol",
-        choices=["base2new", "cross_dataset", "domain_gen", "fewshot"],
+        choices=PROTOCOL_NAMES,
         help="protocol to resolve --preset for (default: none, the base preset)",
     )
     p.add_argument("--dataset", help="dataset to resolve --preset for")

@@ -14,6 +14,7 @@ from bimors.cli.common import (
     pairs,
     progress_enabled,
 )
+from bimors.protocols import PROTOCOL_NAMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "OUT/<protocol>/<dataset>/<method>/<k1=v1,k2=v2>/seed<k> with --sweep; rerunning skips "
         "finished runs.",
     )
-    p.add_argument(
-        "--protocol", required=True, choices=["base2new", "cross_dataset", "domain_gen", "fewshot"]
-    )
+    p.add_argument("--protocol", required=True, choices=PROTOCOL_NAMES)
     p.add_argument("--method", nargs="+", required=True, help="one or more registered methods")
     p.add_argument(
         "--dataset",

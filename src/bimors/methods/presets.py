@@ -26,8 +26,8 @@ from typing import Any
 
 from bimors.core.config import deep_merge, yaml_load
 from bimors.core.errors import ConfigError
+from bimors.protocols import PROTOCOL_NAMES
 
-PROTOCOL_NAMES = ("base2new", "cross_dataset", "domain_gen", "fewshot")
 LAYER_KEYS = ("protocols", "datasets")
 
 

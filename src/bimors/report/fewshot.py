@@ -88,9 +88,13 @@ def fewshot_tables(
 ) -> list[FewshotTable]:
     """Per backbone: one table per dataset, then ``average`` when there are two or more."""
     acc: dict[tuple, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for r in latest([r for r in records if r.get("protocol") == "fewshot"]):
-        key = (r.get("backbone", "?"), r["dataset"], r["method"])
-        acc[key][int(r["shots"])].append(float(r["accuracy"]))
+    mine: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        if r.get("protocol") == "fewshot":
+            mine[r.get("backbone", "?")].append(r)
+    for backbone, recs in mine.items():  # latest per backbone: two backbones never collide
+        for r in latest(recs):
+            acc[(backbone, r["dataset"], r["method"])][int(r["shots"])].append(float(r["accuracy"]))
     tables = []
     for backbone in sorted({k[0] for k in acc}):
         datasets = sorted({k[1] for k in acc if k[0] == backbone})
