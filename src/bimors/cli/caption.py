@@ -127,7 +127,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument(
         "--fewshot-sampler",
-        choices=["hash", "dassl"],
+        choices=["hash", "dassl", "lpclip"],
         default="dassl",
         help="the runs' data.fewshot_sampler (default: dassl, the presets')",
     )
