@@ -110,8 +110,9 @@ def sweeps_of(args: argparse.Namespace) -> list[str]:
 def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
     """One entry per run of the grid (of this shard): its folder and the command for it alone."""
     from bimors.core.config import apply_overrides, load_yaml
-    from bimors.grid.runner import grid_cells, grid_sources, run_dir_for
+    from bimors.grid.runner import cell_cost, grid_cells, grid_sources, run_dir_for
     from bimors.grid.sweep import check_not_set, parse_sweeps, point_dict, value_text
+    from bimors.protocols.plans import PROTOCOLS
 
     sources = grid_sources(args.protocol, args.dataset)
     out_dir = Path(args.out).absolute()
@@ -133,7 +134,13 @@ def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
     user = apply_overrides(load_yaml(args.config) if args.config else {}, args.overrides)
     check_not_set(sweep.points()[0], user)  # a conflict would fail every listed command
     out = []
-    cells = grid_cells(sources, args.method, args.seeds, args.shard, sweep.points())
+    targets = (
+        list(args.targets)
+        if args.targets is not None
+        else list(PROTOCOLS.get(args.protocol).default_targets)
+    )
+    cost = cell_cost(args.protocol, targets, args.config, args.overrides)
+    cells = grid_cells(sources, args.method, args.seeds, args.shard, sweep.points(), cost)
     for source, method, seed, point in cells:
         run_dir = run_dir_for(out_dir, args.protocol, source, method, seed, point)
         cmd = [*common, "--dataset", source, "--method", method, "--seeds", str(seed)]
@@ -145,6 +152,7 @@ def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
             "dataset": source,
             "method": method,
             "seed": seed,
+            "cost": cost((source, method, seed, point)),
         }
         if point:
             entry["sweep"] = point_dict(point)
