@@ -11,6 +11,7 @@ from pathlib import Path
 from bimors.captions.captioner import DEFAULT_CAPTIONER, OFFICIAL_SETTINGS
 from bimors.captions.encoder import DEFAULT_ENCODER
 from bimors.cli.common import main_process, progress_enabled
+from bimors.protocols import PROTOCOL_NAMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -104,7 +105,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "A later grid with more seeds or shots fills only the difference.",
     )
     g.add_argument(
-        "--protocol", choices=["base2new", "cross_dataset", "domain_gen"], help="the grid"
+        "--protocol",
+        choices=PROTOCOL_NAMES,
+        help="the grid",
     )
     g.add_argument(
         "--source",
@@ -124,7 +127,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument(
         "--fewshot-sampler",
-        choices=["hash", "dassl"],
+        choices=["hash", "dassl", "lpclip"],
         default="dassl",
         help="the runs' data.fewshot_sampler (default: dassl, the presets')",
     )

@@ -19,9 +19,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "caption encoder ablation) into OUT/runs, with its report",
     )
     p.add_argument(
+        "--fewshot",
+        action="store_true",
+        help="instead: the few-shot protocol demo (two methods, shots 1 2 4, two tiny "
+        "backbones as a grid axis) into OUT/runs, with its per-backbone tables and curves",
+    )
+    p.add_argument(
         "--print-commands",
         action="store_true",
-        help="with --ablation: print the equivalent bimors run / report commands and exit",
+        help="with --ablation or --fewshot: print the equivalent bimors run / report commands "
+        "and exit",
     )
     p.add_argument(
         "--prepare",
@@ -38,8 +45,14 @@ def run(args: argparse.Namespace) -> int:
     from bimors.demo.base2new import NOTE, run_demo
 
     progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
+    if args.ablation and args.fewshot:
+        from bimors.core.errors import ConfigError
+
+        raise ConfigError("bimors demo: --ablation and --fewshot are two demos; pick one")
     if args.ablation:
         return _ablation(args, progress)
+    if args.fewshot:
+        return _fewshot(args, progress)
     out = run_demo(args.out, seed=args.seed, progress=progress)
     print()
     print(out["table"])
@@ -64,6 +77,25 @@ def _ablation(args: argparse.Namespace, progress: bool) -> int:
         print(f"scenes: {data}")
         return 0
     out = run_ablation_demo(args.out, progress=progress)
+    print(out["markdown"])
+    print(NOTE)
+    print(f"report:  {out['report']}")
+    for path in out["files"]:
+        if path.suffix == ".png":
+            print(f"figure:  {path}")
+    print(f"{len(out['records'])} records; done in {out['seconds']:.0f} s")
+    return 0
+
+
+def _fewshot(args: argparse.Namespace, progress: bool) -> int:
+    from bimors.demo.base2new import NOTE
+    from bimors.demo.fewshot import fewshot_commands, prepare, run_fewshot_demo
+
+    if args.print_commands:
+        prepare(args.out.absolute())
+        print("\n".join(fewshot_commands(args.out)))
+        return 0
+    out = run_fewshot_demo(args.out, progress=progress)
     print(out["markdown"])
     print(NOTE)
     print(f"report:  {out['report']}")

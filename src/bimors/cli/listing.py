@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import argparse
 
+from bimors.protocols import PROTOCOL_NAMES
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list registered methods, backbones, datasets and presets")
     p.add_argument("--preset", help="print this preset as resolved for --protocol and --dataset")
     p.add_argument(
         "--protocol",
-        choices=["base2new", "cross_dataset", "domain_gen"],
+        choices=PROTOCOL_NAMES,
         help="protocol to resolve --preset for (default: none, the base preset)",
     )
     p.add_argument("--dataset", help="dataset to resolve --preset for")
+    p.add_argument(
+        "--shots", type=int, help="shot count to resolve --preset for (default: the preset's)"
+    )
     p.set_defaults(func=run)
 
 
@@ -29,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from bimors.methods.presets import preset_names, variants
 
     if args.preset:
-        return show_preset(args.preset, args.protocol, args.dataset)
+        return show_preset(args.preset, args.protocol, args.dataset, args.shots)
     print("methods:   " + ", ".join(METHODS.names()))
     print("backbones: " + ", ".join(BACKBONES.names()))
     print("datasets:  " + ", ".join(DATASETS.names()))
@@ -43,12 +48,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def show_preset(name: str, protocol: str | None, dataset: str | None) -> int:
+def show_preset(
+    name: str, protocol: str | None, dataset: str | None, shots: int | None = None
+) -> int:
     import yaml
 
     from bimors.run.config import resolve_config
 
     overrides = [f"data.dataset={dataset}"] if dataset else []
+    if shots is not None:
+        overrides.append(f"data.shots={shots}")
     cfg = resolve_config(name, overrides=overrides, protocol=protocol)
     print(f"# preset layers: {' + '.join(cfg.preset.layers) or '(none)'}")
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False).rstrip())

@@ -14,6 +14,7 @@ from bimors.cli.common import (
     pairs,
     progress_enabled,
 )
+from bimors.protocols import PROTOCOL_NAMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "OUT/<protocol>/<dataset>/<method>/<k1=v1,k2=v2>/seed<k> with --sweep; rerunning skips "
         "finished runs.",
     )
-    p.add_argument("--protocol", required=True, choices=["base2new", "cross_dataset", "domain_gen"])
+    p.add_argument("--protocol", required=True, choices=PROTOCOL_NAMES)
     p.add_argument("--method", nargs="+", required=True, help="one or more registered methods")
     p.add_argument(
         "--dataset",
@@ -36,6 +37,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--targets", nargs="*", help="target datasets (transfer protocols; default: the paper's)"
     )
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument(
+        "--shots",
+        nargs="+",
+        type=int,
+        help="shot counts as one grid axis (the same as --sweep data.shots=K1,K2,...), "
+        "e.g. --protocol fewshot --shots 1 2 4 8 16",
+    )
     p.add_argument(
         "--root", action="append", default=[], help="DIR for one dataset, or NAME=DIR (repeatable)"
     )
@@ -85,11 +93,26 @@ def _shard(text: str) -> tuple[int, int]:
     return k, n
 
 
+def sweeps_of(args: argparse.Namespace) -> list[str]:
+    """``--sweep`` items, with ``--shots K1 K2`` as the ``data.shots`` axis."""
+    from bimors.core.errors import ConfigError
+
+    sweeps = list(args.sweep)
+    if getattr(args, "shots", None):
+        if any(s.split("=", 1)[0].strip() == "data.shots" for s in sweeps):
+            raise ConfigError("--shots and --sweep data.shots=... both give shots; keep one")
+        if any(k < 1 for k in args.shots):
+            raise ConfigError(f"--shots: every shot count must be >= 1, got {args.shots}")
+        sweeps.append("data.shots=" + ",".join(str(k) for k in args.shots))
+    return sweeps
+
+
 def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
     """One entry per run of the grid (of this shard): its folder and the command for it alone."""
     from bimors.core.config import apply_overrides, load_yaml
-    from bimors.grid.runner import grid_cells, grid_sources, run_dir_for
+    from bimors.grid.runner import cell_cost, grid_cells, grid_sources, run_dir_for
     from bimors.grid.sweep import check_not_set, parse_sweeps, point_dict, value_text
+    from bimors.protocols.plans import PROTOCOLS
 
     sources = grid_sources(args.protocol, args.dataset)
     out_dir = Path(args.out).absolute()
@@ -106,12 +129,18 @@ def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
         common += ["--set", item]
     for item in args.store:
         common += ["--store", item]
-    sweep = parse_sweeps(args.sweep)
+    sweep = parse_sweeps(sweeps_of(args))
     sweep.check_methods(args.method)
     user = apply_overrides(load_yaml(args.config) if args.config else {}, args.overrides)
     check_not_set(sweep.points()[0], user)  # a conflict would fail every listed command
     out = []
-    cells = grid_cells(sources, args.method, args.seeds, args.shard, sweep.points())
+    targets = (
+        list(args.targets)
+        if args.targets is not None
+        else list(PROTOCOLS.get(args.protocol).default_targets)
+    )
+    cost = cell_cost(args.protocol, targets, args.config, args.overrides)
+    cells = grid_cells(sources, args.method, args.seeds, args.shard, sweep.points(), cost)
     for source, method, seed, point in cells:
         run_dir = run_dir_for(out_dir, args.protocol, source, method, seed, point)
         cmd = [*common, "--dataset", source, "--method", method, "--seeds", str(seed)]
@@ -123,6 +152,7 @@ def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
             "dataset": source,
             "method": method,
             "seed": seed,
+            "cost": cost((source, method, seed, point)),
         }
         if point:
             entry["sweep"] = point_dict(point)
@@ -168,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
         progress_enabled(),
         args.caption,
         args.shard,
-        parse_sweeps(args.sweep),
+        parse_sweeps(sweeps_of(args)),
     )
     if not main_process():  # one report per launch
         return 0

@@ -13,6 +13,7 @@ from bimors.cli.common import (
     pairs,
     progress_enabled,
 )
+from bimors.protocols import PROTOCOL_NAMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--root", required=True, help="the dataset's folder")
     p.add_argument(
-        "--protocol", default="base2new", choices=["base2new", "cross_dataset", "domain_gen"]
+        "--protocol",
+        default="base2new",
+        choices=PROTOCOL_NAMES,
     )
     p.add_argument("--targets", nargs="*", default=[], metavar="NAME=DIR", help="transfer targets")
     p.add_argument("--seed", type=int, help="default: train.seed of the config, else 1")

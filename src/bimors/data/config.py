@@ -51,7 +51,7 @@ class DataConfig:
     split_seed: int = 0
     exclude: str | None = None
     check_split: bool = True  # false: use your own split_file for a published dataset
-    fewshot_sampler: Literal["hash", "dassl"] = "hash"
+    fewshot_sampler: Literal["hash", "dassl", "lpclip"] = "hash"
 
     def __post_init__(self) -> None:
         check_shots(self.shots)

@@ -14,6 +14,8 @@ sampling rule changes one day.
 ``sampler="dassl"`` instead draws exactly what the official Dassl-based codes
 draw for a seed (see :mod:`bimors.data.dassl`); it must be given the parts
 over all classes, since Dassl draws before the base/new cut.
+``sampler="lpclip"`` draws what CoOp's linear probe (``lpclip/``) draws
+(:mod:`bimors.data.lpclip`).
 """
 
 from __future__ import annotations
@@ -29,15 +31,17 @@ from typing import Literal
 from bimors.core import atomic
 from bimors.core.errors import DataError
 from bimors.data.dassl import dassl_fewshot
+from bimors.data.lpclip import lpclip_fewshot
 from bimors.data.split import Sample, stable_seed
 
 logger = logging.getLogger(__name__)
 
 INDEX_FORMAT = "bimors-fewshot/1"
 
-#: ``hash``: ranked by SHA-256 (ours, the default); ``dassl``: the official codes' draw.
-Sampler = Literal["hash", "dassl"]
-SAMPLERS: tuple[str, ...] = ("hash", "dassl")
+#: ``hash``: ranked by SHA-256 (ours, the default); ``dassl``: the official codes' draw;
+#: ``lpclip``: CoOp's linear-probe draw (numpy, per seed).
+Sampler = Literal["hash", "dassl", "lpclip"]
+SAMPLERS: tuple[str, ...] = ("hash", "dassl", "lpclip")
 
 
 def fewshot_indices(samples: list[Sample], shots: int, seed: int, tag: str) -> list[int]:
@@ -124,11 +128,12 @@ class FewShotIndex:
 def draw_fewshot(
     parts: dict[str, tuple[list[Sample], int]], seed: int, dataset: str, sampler: str = "hash"
 ) -> dict[str, list[int]]:
-    """Few-shot positions per part with ``sampler`` (``hash`` or ``dassl``).
+    """Few-shot positions per part with ``sampler`` (``hash``, ``dassl`` or ``lpclip``).
 
     ``hash`` draws each part independently (sorted positions); ``dassl`` draws
     the parts in the order given from one stream seeded with ``seed``, in
-    Dassl's order, as the official codes do.
+    Dassl's order, as the official codes do; ``lpclip`` likewise from numpy's
+    stream, as CoOp's linear probe does.
     """
     if sampler == "hash":
         return {
@@ -137,6 +142,8 @@ def draw_fewshot(
         }
     if sampler == "dassl":
         return dassl_fewshot(parts, seed)
+    if sampler == "lpclip":
+        return lpclip_fewshot(parts, seed)
     raise DataError(
         f"data.fewshot_sampler: {sampler!r} is not a sampler; choose one of {', '.join(SAMPLERS)}"
     )

@@ -10,6 +10,7 @@ skips what is done and resumes what is not.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from bimors.core.locks import RunLock
 from bimors.data import DATASETS, build_dataset, check_exclusions, dataset_options
 from bimors.data.base import SceneDataset
 from bimors.engine.dist import Dist
+from bimors.grid.cost import run_cost, shard_of
 from bimors.grid.sweep import (
     Point,
     Sweep,
@@ -196,7 +198,8 @@ def run_grid(
         )
     sources = grid_sources(protocol, datasets)
     target_names = list(targets) if targets is not None else list(proto.default_targets)
-    cells = grid_cells(sources, methods, seeds, shard, sweep.points())
+    cost = cell_cost(protocol, target_names, config_file, overrides)
+    cells = grid_cells(sources, methods, seeds, shard, sweep.points(), cost)
     if shard is not None and caption:
         raise ConfigError(
             "--caption with --shard would let shards fill one caption store at once; fill the "
@@ -290,20 +293,41 @@ def run_grid(
     return records
 
 
+def cell_cost(
+    protocol: str,
+    targets: list[str],
+    config_file: str | Path | None,
+    overrides: list[str],
+) -> Callable[[tuple[str, str, int, Point]], float]:
+    """A cell's cost estimate (:func:`bimors.grid.cost.run_cost`) from its resolved config;
+    needs no dataset folder (a placeholder root: only epochs and shots are read)."""
+
+    def cost(cell: tuple[str, str, int, Point]) -> float:
+        source, method, seed, point = cell
+        cfg = config_for(method, source, Path("."), seed, config_file, overrides, protocol, point)
+        return run_cost(method, cfg.train.epochs, cfg.data.shots, protocol, source, targets)
+
+    return cost
+
+
 def grid_cells(
     sources: list[str],
     methods: list[str],
     seeds: list[int],
     shard: tuple[int, int] | None = None,
     points: list[Point] | None = None,
+    cost: Callable[[tuple[str, str, int, Point]], float] | None = None,
 ) -> list[tuple[str, str, int, Point]]:
     """The grid's (dataset, method, seed, sweep point) cells in run order; with
     ``shard=(K, N)`` the K-th part.
 
-    Cell i belongs to shard ``i % N + 1``: a pure function of the grid, so N
-    jobs given the same command with ``--shard 1/N`` .. ``N/N`` cover every run
-    exactly once, whichever order they start in. ``points`` (default: no
-    sweep, ``[()]``) vary faster than methods and slower than seeds.
+    With ``cost`` (a run's estimate, :mod:`bimors.grid.cost`) the cells are
+    dealt longest first to the least-loaded shard; without it cell i belongs to
+    shard ``i % N + 1``. Either way a pure function of the grid, so N jobs
+    given the same command with ``--shard 1/N`` .. ``N/N`` cover every run
+    exactly once, whichever order they start in; within a shard the runs keep
+    the grid's order. ``points`` (default: no sweep, ``[()]``) vary faster than
+    methods and slower than seeds.
     """
     points = points or [()]
     cells = [
@@ -318,4 +342,7 @@ def grid_cells(
     k, n = shard
     if n < 1 or not 1 <= k <= n:
         raise ConfigError(f"--shard {k}/{n}: K must be in 1..N")
+    if cost is not None:
+        owner = shard_of(cells, cost, n)
+        return [c for i, c in enumerate(cells) if owner[i] == k - 1]
     return [c for i, c in enumerate(cells) if i % n == k - 1]

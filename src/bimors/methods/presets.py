@@ -9,13 +9,23 @@ plus two optional sections, applied in this order:
 
 ``protocols:``
     ``{protocol: {section: {field: value}}}`` for ``base2new``,
-    ``cross_dataset`` or ``domain_gen``;
+    ``cross_dataset``, ``domain_gen`` or ``fewshot``;
 ``datasets:``
     ``{dataset: {section: {field: value}}}``, e.g. ``eurosat``.
 
+Official codes also change settings with the shot count (CoOp and ProGrad:
+50 epochs at 1 shot, 100 at 2 and 4, 200 at 8 and 16, COOP.md and
+ProGrad.public/README.md; ProGrad: lambda 0.8 on EuroSAT only at 8 and 16
+shots). So the base settings and every ``protocols/<p>`` or ``datasets/<d>``
+layer may hold a ``shots:`` section ``{K: {section: {field: value}}}``, applied
+right after the part it sits in when the run's ``data.shots`` is K:
+
+    base, base/shots/K, protocols/<p>, protocols/<p>/shots/K, datasets/<d>,
+    datasets/<d>/shots/K
+
 A user file and ``--set`` overrides go on top. Which layers were applied is
 recorded in the run's config (``preset`` section) and shown by
-``bimors list --preset NAME --protocol P --dataset D``.
+``bimors list --preset NAME --protocol P --dataset D --shots K``.
 """
 
 from __future__ import annotations
@@ -26,9 +36,10 @@ from typing import Any
 
 from bimors.core.config import deep_merge, yaml_load
 from bimors.core.errors import ConfigError
+from bimors.protocols import PROTOCOL_NAMES
 
-PROTOCOL_NAMES = ("base2new", "cross_dataset", "domain_gen")
 LAYER_KEYS = ("protocols", "datasets")
+SHOTS_KEY = "shots"
 
 
 def preset_names() -> list[str]:
@@ -69,7 +80,10 @@ def preset_layers(name: str) -> dict[str, dict[str, dict[str, Any]]]:
             raise ConfigError(
                 f"preset {name}: {key} must map names to config sections, got {section!r}"
             )
+        for value, layer in section.items():
+            _shot_layers(layer, f"preset {name}: {key}.{value}")
         out[key] = section
+    _shot_layers(raw, f"preset {name}")
     unknown = sorted(set(out["protocols"]) - set(PROTOCOL_NAMES))
     if unknown:
         raise ConfigError(
@@ -79,13 +93,26 @@ def preset_layers(name: str) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
-def resolve_preset(
-    name: str, protocol: str | None = None, dataset: str | None = None
-) -> tuple[dict[str, Any], PresetRecord]:
-    """Preset ``name``'s settings for ``protocol`` and ``dataset``, and the record of the layers.
+def _shot_layers(part: dict[str, Any], where: str) -> dict[int, dict[str, Any]]:
+    """The ``shots`` section of one preset part as ``{K: settings}``, checked."""
+    section = part.get(SHOTS_KEY) or {}
+    if not isinstance(section, dict) or not all(isinstance(v, dict) for v in section.values()):
+        raise ConfigError(f"{where}: shots must map shot counts to config sections")
+    try:
+        return {int(k): v for k, v in section.items()}
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: shots keys must be shot counts, got {list(section)}") from None
 
-    A method without a preset file resolves to no settings (an empty record
-    but for the protocol and dataset asked for).
+
+def resolve_preset(
+    name: str, protocol: str | None = None, dataset: str | None = None, shots: int | None = None
+) -> tuple[dict[str, Any], PresetRecord]:
+    """Preset ``name``'s settings for ``protocol``, ``dataset`` and ``shots``, and the record
+    of the layers applied.
+
+    ``shots=None`` takes the preset's own ``data.shots`` (after the protocol and
+    dataset layers). A method without a preset file resolves to no settings (an
+    empty record but for the protocol and dataset asked for).
     """
     if protocol is not None and protocol not in PROTOCOL_NAMES:
         raise ConfigError(
@@ -96,17 +123,36 @@ def resolve_preset(
         return {}, record
     raw = load_preset(name)
     layers = preset_layers(name)
-    settings = {k: v for k, v in raw.items() if k not in LAYER_KEYS}
-    record.name = name
-    record.layers.append(name)
+    parts = [(name, raw)]
     for key, value in (("protocols", protocol), ("datasets", dataset)):
         if value is not None and value in layers[key]:
-            settings = deep_merge(settings, layers[key][value])
-            record.layers.append(f"{name}/{key}/{value}")
+            parts.append((f"{name}/{key}/{value}", layers[key][value]))
+    if shots is None:
+        merged: dict[str, Any] = {}
+        for _, part in parts:
+            merged = deep_merge(merged, part)
+        shots = (merged.get("data") or {}).get("shots")
+        shots = int(shots) if shots is not None else None
+    settings: dict[str, Any] = {}
+    for label, part in parts:
+        body = {k: v for k, v in part.items() if k not in (*LAYER_KEYS, SHOTS_KEY)}
+        settings = deep_merge(settings, body)
+        record.layers.append(label)
+        by_shots = _shot_layers(part, label)
+        if shots is not None and shots in by_shots:
+            settings = deep_merge(settings, by_shots[shots])
+            record.layers.append(f"{label}/shots/{shots}")
+    record.name = name
     return settings, record
 
 
 def variants(name: str) -> list[str]:
-    """``protocols/<p>`` and ``datasets/<d>`` layers that preset ``name`` defines."""
+    """``protocols/<p>``, ``datasets/<d>`` and ``shots/<K>`` layers that preset ``name`` defines."""
+    raw = load_preset(name)
     layers = preset_layers(name)
-    return [f"{key}/{value}" for key in LAYER_KEYS for value in layers[key]]
+    out = [f"shots/{k}" for k in _shot_layers(raw, name)]
+    for key in LAYER_KEYS:
+        for value, layer in layers[key].items():
+            out.append(f"{key}/{value}")
+            out += [f"{key}/{value}/shots/{k}" for k in _shot_layers(layer, value)]
+    return out

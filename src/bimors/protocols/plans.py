@@ -6,6 +6,8 @@
   source and on each target dataset with the target's own class names.
 * ``domain_gen``: the same on the v2 datasets (16 shared classes): train on
   PatternNetv2, test on RSICDv2, RESISC45v2, MLRSNetv2.
+* ``fewshot``: CoOp's few-shot protocol, all classes of one dataset, its full
+  test split (:mod:`bimors.protocols.fewshot`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from collections.abc import Callable
 
 from bimors.core.registry import Registry
 from bimors.data.base import SceneDataset
-from bimors.data.fewshot import draw_fewshot
-from bimors.protocols.base2new import Task, base2new_tasks, val_shots
+from bimors.protocols.base2new import Task, base2new_tasks
 from bimors.protocols.domain_generalisation import check_label_order
+from bimors.protocols.fewshot import all_class_tasks, plan_fewshot
 from bimors.protocols.plan import EvalSpec, Plan
 
 
@@ -52,20 +54,7 @@ def plan_base2new(
 def _all_classes(
     dataset: SceneDataset, shots: int, seed: int, sampler: str
 ) -> tuple[Task, Task, Task, dict]:
-    split = dataset.split()
-    idx = draw_fewshot(
-        {"train": (split.train, shots), "val": (split.val, val_shots(shots))},
-        seed,
-        dataset.name,
-        sampler,
-    )
-    names = split.classnames
-    return (
-        Task(names, [split.train[i] for i in idx["train"]]),
-        Task(names, [split.val[i] for i in idx["val"]]),
-        Task(names, list(split.test)),
-        idx,
-    )
+    return all_class_tasks(dataset, shots, seed, sampler)
 
 
 def _transfer(protocol: str, same_labels: bool = False) -> Callable[..., Plan]:
@@ -103,3 +92,4 @@ PROTOCOLS.register("domain_gen")(
         ("rsicdv2", "resisc45v2", "mlrsnetv2"),
     )
 )
+PROTOCOLS.register("fewshot")(Protocol("fewshot", plan_fewshot))

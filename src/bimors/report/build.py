@@ -24,6 +24,13 @@ from bimors.report.ablation import ablation_csv, ablation_latex, ablation_markdo
 from bimors.report.aggregate import base2new_rows, latest, transfer_rows
 from bimors.report.csvout import tables_csv
 from bimors.report.curves import curve_figure, has_curve
+from bimors.report.fewshot import (
+    PUBLISHED_FILE,
+    fewshot_figure,
+    fewshot_markdown,
+    fewshot_tables,
+    load_published,
+)
 from bimors.report.grid import Table, base2new_table, transfer_tables
 from bimors.report.identity import paper_mismatch, setting_label, split_by_setting
 from bimors.report.latex import latex_document
@@ -159,6 +166,17 @@ def build_report(
             figures.append(curve_figure(ablation, out / name))
             captions.append((name, f"Few-shot curves: {ablation.title}"))
             md.append(f"![Few-shot curves: {ablation.title}]({name})\n")
+    ref = Path(runs) / PUBLISHED_FILE
+    few = fewshot_tables(records, load_published(ref) if ref.is_file() else [])
+    for backbone in dict.fromkeys(t.backbone for t in few):
+        mine = [t for t in few if t.backbone == backbone]
+        md.append(f"## Few-shot protocol, backbone {backbone}\n")
+        for t in mine:
+            md += [f"### {t.dataset} ({backbone})\n", fewshot_markdown(t)]
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone)
+        name = f"fewshot_protocol_{stem}.png"
+        figures.append(fewshot_figure(mine, out / name))
+        md.append(f"![Few-shot curves, {backbone}]({name})\n")
     if compared:
         md += ["## Reading the comparison\n", CAVEATS + "\n"]
     markdown = "\n".join(md)
@@ -181,6 +199,7 @@ def build_report(
         "records": len(records),
         "tables": tables,
         "ablations": ablations,
+        "fewshot": few,
         "files": [out / "report.md", out / "report.csv", out / "report.tex", *figures],
         "per_run": extra,
     }

@@ -150,8 +150,9 @@ def resolve_config(
 
     The method may come from the argument, the file or an override
     (``method.name=coop``); its preset is applied first, with its layers for
-    ``protocol`` and for the dataset the file or overrides name
-    (``data.dataset``). The layers applied are recorded in ``preset``.
+    ``protocol``, for the dataset the file or overrides name (``data.dataset``)
+    and for their shot count (``data.shots``, else the preset's). The layers
+    applied are recorded in ``preset``.
     """
     user = load_yaml(config_file) if config_file else {}
     user = apply_overrides(user, overrides or [])
@@ -169,7 +170,9 @@ def resolve_config(
         )
     data = user.get("data") if isinstance(user.get("data"), dict) else {}
     dataset = data.get("dataset") or DataConfig.dataset
-    base, record = resolve_preset(name, protocol, str(dataset))
+    user_shots = data.get("shots")
+    shots = int(user_shots) if user_shots not in (None, "") else None
+    base, record = resolve_preset(name, protocol, str(dataset), shots)
     merged = deep_merge(base, user)
     merged = _apply_backbone_preset(merged, user)
     merged.setdefault("method", {})
