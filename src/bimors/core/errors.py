@@ -36,3 +36,8 @@ class StorageError(BimorsError, OSError):
 
     def __str__(self) -> str:  # OSError formats (errno, strerror); we want the message verbatim
         return str(self.args[0]) if self.args else ""
+
+
+class IntegrityError(DataError):
+    """A derived artefact (cache entry, shared view, caption row) whose checksum disagrees
+    with its bytes, or that carries none: it is never used."""
