@@ -26,8 +26,10 @@ Only the fields in ``fields`` are stored (default: ``pooled`` and ``norm``,
 about 2 KB per view for ViT-B/16); a method reading another field
 (``tokens``: about 600 KB per view, read by BiMoRS only; ``layer_means``:
 about 36 KB, read by APPLeNet only) runs the encoder as without sharing,
-and still stores the shared fields for the others. Deleting a store is
-always safe.
+and still stores the shared fields for the others. Each file carries a
+CRC-32 of its tensor, checked on read: a damaged file is never served, the
+batch is computed by the encoder again (the same bits) with a one-line
+notice. Deleting a store is always safe.
 """
 
 from __future__ import annotations
