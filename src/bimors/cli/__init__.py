@@ -33,6 +33,7 @@ COMMANDS = (
     "predict",
     "export",
     "bench",
+    "verify",
 )
 
 
