@@ -26,7 +26,7 @@ from bimors.engine.shared_views import SharedViews
 from bimors.methods import build_method
 
 from .test_captions_store import PROV
-from .test_feature_cache import _data, _logits
+from .test_feature_cache import TOL, _data, _logits
 
 
 def flip_bit(path: Path, offset: int, bit: int = 0) -> None:
@@ -80,8 +80,11 @@ def test_flipped_bit_in_an_eval_cache_entry_is_computed_again_with_the_same_resu
     again = logits()
     notices = [r.getMessage() for r in caplog.records if "computing it again" in r.getMessage()]
     assert len(notices) == 1 and victim.name in notices[0] and "\n" not in notices[0]
-    assert torch.equal(again, undamaged)
-    assert torch.equal(load_value(victim, "entry", tmp_path), good)  # rebuilt, bit-equal
+    # the entry is computed again in a batch of its own: equal to the cache's usual tolerance
+    # (a batch's composition may change the last bits on CPUs), the same predictions
+    torch.testing.assert_close(again, undamaged, **TOL)
+    assert torch.equal(again.argmax(1), undamaged.argmax(1))
+    torch.testing.assert_close(load_value(victim, "entry", tmp_path), good, **TOL)
     assert main(["verify", str(tmp_path)]) == 0
 
 
