@@ -38,6 +38,7 @@ def test_bench_reports_both_paths_and_they_agree(adapter):
     assert "not run" in out["fast_path"]["image_features"]
     assert out["config"]["classnames"] == class_names(19)
     assert "train_speedup_with_image_encoder" in out
+    assert out["checksum"]["ratio_to_cached_train_step"] > 0  # measured, not asserted < 2%
     d = out["default_path"]
     assert d["floor_ratio"] > 0 and d["gflop"] > out["fast_train_step_gflop"]  # + the encoder
     assert set(d["breakdown_s"]) == {"image_encoder_forward", "method_forward_backward", "rest"}

@@ -114,7 +114,7 @@ import os, sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 db.execute("PRAGMA cache_size=1")  # spill pages into the file before the commit
 db.execute("BEGIN")
-db.executemany("INSERT OR REPLACE INTO captions VALUES (?, 'h', 'new', ?)",
+db.executemany("INSERT OR REPLACE INTO captions VALUES (?, 'h', 'new', ?, 'x')",
                [(f"k{i}", os.urandom(32)) for i in range(2000)])
 os._exit(9)
 """

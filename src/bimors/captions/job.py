@@ -172,7 +172,13 @@ def _fill(
         with CaptionStore.open_or_create(store_path, prov, source) as store:
             store.check_intact()
             merge_parts(store)
+            damaged = store.damaged()  # rows failing their checksum are never kept as done
+            if damaged and not verify:
+                raise store.damaged_error(damaged)
             if verify:
+                store.discard(damaged)
+                if damaged:
+                    logger.warning("verify: dropped %d damaged rows to caption again", len(damaged))
                 report = check_hashes(root, store.hashes(), keys, progress)
                 stale = report.changed + report.unreadable
                 logger.info("verify: %d of %d captions are stale", len(stale), report.checked)

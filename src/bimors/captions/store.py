@@ -14,6 +14,16 @@ Rows are keyed by the image's path relative to the dataset's image root and
 carry a SHA-256 of the image bytes the caption was made from (checked on
 demand: ``bimors caption --verify`` or ``bimors captions verify``). The
 provenance (see :mod:`bimors.captions.provenance`) is stored once per file.
+
+SQLite checks its pages' structure (``PRAGMA integrity_check``) but not the
+bytes of a value: a flipped bit inside a vector or a caption is read back as
+valid. Each row therefore carries a CRC-32 (:mod:`bimors.core.checksum`) of
+its key, image hash, caption text and vector, written in the same
+transaction and checked on every read; a damaged row is an
+:class:`~bimors.core.errors.IntegrityError` naming the store, the images and
+the command that re-captions them, never a vector silently used. Stores of
+format 1 (no checksums) are refused until ``bimors captions upgrade STORE``
+adds them.
 """
 
 from __future__ import annotations
@@ -36,12 +46,64 @@ from bimors.captions.provenance import (
     identity,
     with_legacy_defaults,
 )
-from bimors.core.errors import DataError, StorageError
+from bimors.core import checksum
+from bimors.core.errors import DataError, IntegrityError, StorageError
 from bimors.core.locks import held_by
 
 logger = logging.getLogger(__name__)
 
-FORMAT = "bimors-caption-store/1"
+FORMAT = "bimors-caption-store/2"  # 2: a CRC-32 per row (column ``checksum``)
+OLD_FORMAT = "bimors-caption-store/1"
+MAX_NAMED = 5  # damaged images named in one message
+
+
+def row_checksum(relpath: str, sha256: str, caption: str, vector: bytes) -> str:
+    """CRC-32 of one row's key, image hash, caption text and vector bytes."""
+    return checksum.of_bytes(checksum.of_texts((relpath, sha256, caption)).encode(), vector)
+
+
+def upgrade_command(path: Path) -> str:
+    return f"bimors captions upgrade {path}"
+
+
+def upgrade(path: str | Path) -> int:
+    """Add the checksums of format 2 to a store of format 1; returns the rows upgraded.
+
+    The checksums vouch for the rows as they are now: run ``bimors captions
+    verify`` afterwards to re-hash the images against the stored hashes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"caption store {path} does not exist")
+    db = sqlite3.connect(path, timeout=120)
+    try:
+        try:
+            fmt = dict(db.execute("SELECT key, value FROM meta").fetchall()).get("format")
+        except sqlite3.DatabaseError as err:
+            raise DataError(f"{path} is not a caption store ({err})") from None
+        if fmt == FORMAT:
+            return 0
+        if fmt != OLD_FORMAT:
+            raise DataError(f"{path} has format {fmt!r}; only {OLD_FORMAT!r} can be upgraded")
+        check = db.execute("PRAGMA integrity_check").fetchall()
+        if check != [("ok",)]:
+            raise IntegrityError(
+                f"caption store {path} is damaged (SQLite integrity_check: {check[0][0]}); "
+                "it cannot be upgraded: make it again with `bimors caption`"
+            )
+        with _writing(path), db:
+            db.execute("ALTER TABLE captions ADD COLUMN checksum TEXT NOT NULL DEFAULT ''")
+            rows = db.execute("SELECT relpath, sha256, caption, vector FROM captions").fetchall()
+            db.executemany(
+                "UPDATE captions SET checksum = ? WHERE relpath = ?",
+                [(row_checksum(r, h, c, bytes(v)), r) for r, h, c, v in rows],
+            )
+            db.execute("UPDATE meta SET value = ? WHERE key = 'format'", (FORMAT,))
+        return len(rows)
+    finally:
+        db.close()
+
+
 _CHUNK = 900  # SQLite's default limit on bound parameters is 999
 
 
@@ -188,6 +250,12 @@ class CaptionStore:
             meta = self._connect(readonly)
         except sqlite3.DatabaseError as err:
             raise DataError(f"{self.path} is not a caption store ({err})") from None
+        if meta.get("format") == OLD_FORMAT:
+            self._db.close()
+            raise IntegrityError(
+                f"caption store {self.path} has format {OLD_FORMAT!r}, without the checksums "
+                f"that detect damaged rows; add them with: {upgrade_command(self.path)}"
+            )
         if meta.get("format") != FORMAT:
             self._db.close()
             raise DataError(f"{self.path} has format {meta.get('format')!r}, expected {FORMAT!r}")
@@ -288,7 +356,7 @@ class CaptionStore:
             db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             db.execute(
                 "CREATE TABLE captions (relpath TEXT PRIMARY KEY, sha256 TEXT NOT NULL, "
-                "caption TEXT NOT NULL, vector BLOB NOT NULL)"
+                "caption TEXT NOT NULL, vector BLOB NOT NULL, checksum TEXT NOT NULL)"
             )
             db.execute("CREATE TABLE failures (relpath TEXT PRIMARY KEY, error TEXT NOT NULL)")
             db.executemany(
@@ -346,10 +414,13 @@ class CaptionStore:
                 raise ValueError(
                     f"vector of {relpath} has shape {arr.shape}, expected ({self.dim},)"
                 )
-            rows.append((relpath, sha, caption, arr.tobytes()))
+            vec_bytes = arr.tobytes()
+            rows.append(
+                (relpath, sha, caption, vec_bytes, row_checksum(relpath, sha, caption, vec_bytes))
+            )
         bad = list(failures)
         with _writing(self.path), self._db:
-            self._db.executemany("INSERT OR REPLACE INTO captions VALUES (?, ?, ?, ?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO captions VALUES (?, ?, ?, ?, ?)", rows)
             self._db.executemany("DELETE FROM failures WHERE relpath = ?", [r[:1] for r in rows])
             self._db.executemany("INSERT OR REPLACE INTO failures VALUES (?, ?)", bad)
             self._db.executemany("DELETE FROM captions WHERE relpath = ?", [b[:1] for b in bad])
@@ -382,8 +453,8 @@ class CaptionStore:
         try:
             with _writing(self.path), self._db:
                 self._db.execute(
-                    "INSERT OR REPLACE INTO main.captions SELECT relpath, sha256, caption, vector "
-                    "FROM part.captions"
+                    "INSERT OR REPLACE INTO main.captions SELECT relpath, sha256, caption, vector, "
+                    "checksum FROM part.captions"
                 )
                 self._db.execute(
                     "DELETE FROM main.failures WHERE relpath IN (SELECT relpath FROM part.captions)"
@@ -426,18 +497,55 @@ class CaptionStore:
         """relpath -> decoding error of the images that could not be captioned."""
         return dict(self._db.execute("SELECT relpath, error FROM failures ORDER BY relpath"))
 
+    _COLUMNS = "relpath, sha256, caption, vector, checksum"
+
     def get(self, relpath: str) -> CaptionRecord:
-        row = self._db.execute("SELECT * FROM captions WHERE relpath = ?", (relpath,)).fetchone()
+        row = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM captions WHERE relpath = ?", (relpath,)
+        ).fetchone()
         if row is None:
             raise KeyError(relpath)
+        if not _intact(row):
+            raise self.damaged_error([relpath])
         return self._record(row)
 
     def __iter__(self) -> Iterator[CaptionRecord]:
-        for row in self._db.execute("SELECT * FROM captions ORDER BY relpath"):
+        for row in self._db.execute(f"SELECT {self._COLUMNS} FROM captions ORDER BY relpath"):
+            if not _intact(row):
+                raise self.damaged_error(self.damaged())
             yield self._record(row)
 
     def _record(self, row: tuple) -> CaptionRecord:
         return CaptionRecord(row[0], row[1], row[2], np.frombuffer(row[3], dtype=np.float32).copy())
+
+    # -- integrity ----------------------------------------------------------------------------
+    def damaged(self) -> list[str]:
+        """Keys of the rows whose checksum disagrees with their contents (sorted)."""
+        with self._snapshot():
+            rows = self._db.execute(f"SELECT {self._COLUMNS} FROM captions ORDER BY relpath")
+            return [row[0] for row in rows if not _intact(row)]
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's ``PRAGMA integrity_check``: ``["ok"]`` or the problems it found."""
+        try:
+            return [r[0] for r in self._db.execute("PRAGMA integrity_check").fetchall()]
+        except sqlite3.DatabaseError as err:
+            return [str(err)]
+
+    def repair_command(self) -> str:
+        """The command that drops damaged rows and re-captions exactly the missing ones."""
+        return f"{self.fill_command()} --verify"
+
+    def damaged_error(self, relpaths: list[str]) -> IntegrityError:
+        """The error of damaged rows: the store, the images and the command that redoes them."""
+        named = ", ".join(relpaths[:MAX_NAMED])
+        more = f" and {len(relpaths) - MAX_NAMED} more" if len(relpaths) > MAX_NAMED else ""
+        return IntegrityError(
+            f"caption store {self.path}: {len(relpaths)} row(s) fail their checksum (damaged on "
+            f"disk; images: {named}{more}); they are not used. Re-caption exactly them with: "
+            f"{self.repair_command()} (--verify drops the damaged rows and images changed "
+            "since, then captions what is missing)"
+        )
 
     def fill_command(self, dataset: str | None = None, root: str | Path | None = None) -> str:
         """The ``bimors caption`` command that completes this store."""
@@ -472,16 +580,21 @@ class CaptionStore:
                 ),
             )
         found: dict[str, bytes] = {}
+        damaged: list[str] = []
         unique = sorted(set(relpaths))
         with self._snapshot():  # one view of the store, even while a caption job commits
             for start in range(0, len(unique), _CHUNK):
                 chunk = unique[start : start + _CHUNK]
                 marks = ",".join("?" * len(chunk))
-                found.update(
-                    self._db.execute(
-                        f"SELECT relpath, vector FROM captions WHERE relpath IN ({marks})", chunk
-                    )
-                )
+                for row in self._db.execute(
+                    f"SELECT {self._COLUMNS} FROM captions WHERE relpath IN ({marks})", chunk
+                ):
+                    if _intact(row):
+                        found[row[0]] = row[3]
+                    else:
+                        damaged.append(row[0])
+        if damaged:
+            raise self.damaged_error(sorted(damaged))
         missing = [r for r in unique if r not in found]
         if missing:
             filler = held_by(self.path)
@@ -506,3 +619,9 @@ class CaptionStore:
             )
         arr = np.stack([np.frombuffer(found[r], dtype=np.float32) for r in relpaths])
         return torch.from_numpy(arr.copy())
+
+
+def _intact(row: tuple) -> bool:
+    """Whether a (relpath, sha256, caption, vector, checksum) row passes its checksum."""
+    relpath, sha, caption, vector, stored = row
+    return stored == row_checksum(relpath, sha, caption, bytes(vector))

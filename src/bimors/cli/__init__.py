@@ -34,6 +34,7 @@ COMMANDS = (
     "predict",
     "export",
     "bench",
+    "verify",
 )
 
 

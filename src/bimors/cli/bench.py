@@ -85,6 +85,12 @@ def run(args: argparse.Namespace) -> int:
             f"per step, {v['train_speedup']:.1f}x ({verdict} the {v['target_speedup']:.0f}x "
             f"target), exact: {v['exact']}"
         )
+    c = result["checksum"]
+    print(
+        f"checksums          {100 * c['ratio_to_cached_train_step']:.2f}% of the cached step "
+        f"({'meets' if c['meets_target'] else 'misses'} the "
+        f"{100 * c['target_ratio']:.0f}% target, {c['algorithm']})"
+    )
     if "peak_rss_mb_fast" in result:
         print(
             f"peak RSS           fast {result['peak_rss_mb_fast']:.0f} MiB, "

@@ -1,4 +1,4 @@
-"""``bimors captions show|export|verify STORE``: read what the captioner saw."""
+"""``bimors captions show|export|verify|upgrade STORE``: read what the captioner saw."""
 
 from __future__ import annotations
 
@@ -26,11 +26,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     export.set_defaults(func=run_export)
 
     verify = verbs.add_parser(
-        "verify", help="re-hash the images and list those changed since they were captioned"
+        "verify",
+        help="check SQLite's integrity_check and every row's checksum (exit 2 on damage); "
+        "with --root, also re-hash the images and list those changed since they were captioned",
     )
     verify.add_argument("store", type=Path)
-    verify.add_argument("--root", type=Path, required=True, help="the dataset's image root")
+    verify.add_argument("--root", type=Path, help="the dataset's image root (re-hash the images)")
     verify.set_defaults(func=run_verify)
+
+    upgrade = verbs.add_parser(
+        "upgrade",
+        help="add the row checksums of format 2 to a store made by an older bimors (format 1)",
+    )
+    upgrade.add_argument("store", type=Path)
+    upgrade.set_defaults(func=run_upgrade)
 
 
 def run_show(args: argparse.Namespace) -> int:
@@ -73,12 +82,33 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_upgrade(args: argparse.Namespace) -> int:
+    from bimors.captions.store import upgrade
+
+    n = upgrade(args.store)
+    if n == 0:
+        print(f"{args.store} already has checksums (format 2); nothing to do")
+        return 0
+    print(
+        f"{args.store}: checksums added to {n} rows. They vouch for the rows as they are now; "
+        f"check the images against them with: bimors captions verify {args.store} --root DIR"
+    )
+    return 0
+
+
 def run_verify(args: argparse.Namespace) -> int:
     import logging
 
     from bimors.captions.store import CaptionStore
     from bimors.captions.verify import check_hashes
+    from bimors.engine.integrity import verify_store
 
+    finding = verify_store(args.store)
+    print(finding.line())
+    if not finding.ok:
+        return 2
+    if args.root is None:
+        return 0
     progress = logging.getLogger().getEffectiveLevel() <= logging.INFO
     with CaptionStore(args.store, readonly=True) as store:
         store.check_intact()

@@ -51,6 +51,11 @@ class StorageError(BimorsError, OSError):
         return str(self.args[0]) if self.args else ""
 
 
+class IntegrityError(DataError):
+    """A derived artefact (cache entry, shared view, caption row) whose checksum disagrees
+    with its bytes, or that carries none: it is never used."""
+
+
 _WORKER = re.compile(r"^Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
 
 

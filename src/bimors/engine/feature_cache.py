@@ -12,7 +12,9 @@ deterministic test transform; 0..V-1 for seeded augmented training views),
 stored one safetensors file per field (``pooled``, ``tokens``) so a method
 that needs only the pooled feature never pays for token states. Files are
 written under a temporary name and renamed, so concurrent or killed writers
-never leave half an entry.
+never leave half an entry. Each file carries a CRC-32 of its tensor in its
+metadata (:mod:`bimors.core.checksum`), checked on every read: a damaged or
+unchecked entry is never used, it is computed again with a one-line notice.
 
 Deleting the cache folder is always safe; it is rebuilt on demand.
 """
@@ -30,29 +32,42 @@ import torch
 from torch import Tensor
 
 from bimors.backbones.base import FrozenCLIP
-from bimors.core import atomic
-from bimors.core.errors import DataError
+from bimors.core import atomic, checksum
+from bimors.core.errors import DataError, IntegrityError
 
 logger = logging.getLogger(__name__)
 
 #: Bump when the layout of entries or the seeding of augmented views changes.
-FORMAT = "bimors-feature-cache/1"
+FORMAT = "bimors-feature-cache/2"  # 2: a CRC-32 per file
 FIELDS = ("pooled", "tokens")
 
 _WEIGHT_DIGESTS: weakref.WeakKeyDictionary[FrozenCLIP, str] = weakref.WeakKeyDictionary()
 
 
+def save_value(path: Path, value: Tensor) -> None:
+    """Write one tensor atomically as a one-tensor safetensors file with its checksum."""
+    from safetensors.torch import save_file
+
+    value = value.detach().cpu().contiguous().clone()
+    with atomic.atomic_path(path) as tmp:
+        save_file(
+            {"value": value}, str(tmp), metadata={checksum.METADATA_KEY: checksum.of_tensor(value)}
+        )
+
+
 def load_value(path: Path, what: str, folder: Path) -> Tensor:
     """The tensor of a one-tensor safetensors file, or a DataError that names the file and
-    says how to recover (``what``: the kind of file; ``folder``: what may be deleted)."""
-    from safetensors.torch import load_file
+    says how to recover (``what``: the kind of file; ``folder``: what may be deleted).
+
+    An IntegrityError (a DataError) when the file's checksum is missing or disagrees
+    with its tensor: callers that can compute the value again catch it and do.
+    """
+    from safetensors import safe_open
 
     try:
-        # A copy in freshly allocated (64-byte aligned) memory: safetensors hands out a view
-        # at the file's data offset, and BLAS kernels may round differently on unaligned
-        # input, so training on a loaded view would not be bit-equal to training on the
-        # encoder's output (Intel MKL's reproducibility conditions require aligned input).
-        return load_file(str(path))["value"].clone()
+        with safe_open(str(path), framework="pt") as f:
+            stored = (f.metadata() or {}).get(checksum.METADATA_KEY)
+            value = f.get_tensor("value")
     except FileNotFoundError:
         raise DataError(
             f"{what} {path} disappeared while in use; rerun to compute it again"
@@ -62,6 +77,23 @@ def load_value(path: Path, what: str, folder: Path) -> Tensor:
             f"{what} {path} cannot be read ({err}); delete it (or its folder {folder}) and "
             "rerun to compute it again"
         ) from None
+    if stored is None or stored != checksum.of_tensor(value):
+        problem = "carries no checksum" if stored is None else "fails its checksum"
+        raise IntegrityError(
+            f"{what} {path} {problem} (damaged on disk); delete it (or its folder {folder}) "
+            "and rerun to compute it again"
+        )
+    # A copy in freshly allocated (64-byte aligned) memory: safetensors may hand out a view
+    # at the file's data offset, and BLAS kernels may round differently on unaligned input,
+    # so training on a loaded view would not be bit-equal to training on the encoder's
+    # output (Intel MKL's reproducibility conditions require aligned input).
+    return value.clone()
+
+
+def damaged_notice(path: Path, err: Exception) -> None:
+    """The one-line notice of an entry that is computed again, and its removal."""
+    logger.warning("%s; computing it again", str(err).split("; delete it")[0])
+    path.unlink(missing_ok=True)
 
 
 def default_cache_dir() -> Path:
@@ -139,16 +171,29 @@ class FeatureSpace:
     def has(self, name: str, fields: tuple[str, ...]) -> bool:
         return all(self.path(name, f).is_file() for f in fields)
 
+    def intact(self, name: str, fields: tuple[str, ...]) -> bool:
+        """Whether every field of an entry exists and passes its checksum; a damaged field is
+        removed with a one-line notice (so the caller computes the entry again)."""
+        ok = True
+        for f in fields:
+            path = self.path(name, f)
+            if not path.is_file():
+                ok = False
+                continue
+            try:
+                load_value(path, "feature cache entry", self.folder)
+            except IntegrityError as err:
+                damaged_notice(path, err)
+                ok = False
+        return ok
+
     def save(self, name: str, tensors: dict[str, Tensor]) -> None:
         """Write each field of one entry atomically."""
-        from safetensors.torch import save_file
-
         key_file = self.folder / "key.json"
         if not key_file.is_file():
             atomic.write_json(key_file, self.description)  # for people inspecting the cache
         for field, value in tensors.items():
-            with atomic.atomic_path(self.path(name, field)) as tmp:
-                save_file({"value": value.detach().cpu().contiguous().clone()}, str(tmp))
+            save_value(self.path(name, field), value)
 
     def load(self, name: str, field: str) -> Tensor:
         """One field of one entry; a missing or unreadable file is a DataError naming it."""

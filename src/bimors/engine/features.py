@@ -263,7 +263,7 @@ class CachedFeatures(FeatureSource):
                 for i in wanted
                 if not shared or i % world == rank
                 for v in range(views)
-                if not space.has(names[i][v], fields)
+                if not space.intact(names[i][v], fields)
             ]
 
         todo = missing(shared=world > 1)

@@ -26,8 +26,10 @@ Only the fields in ``fields`` are stored (default: ``pooled`` and ``norm``,
 about 2 KB per view for ViT-B/16); a method reading another field
 (``tokens``: about 600 KB per view, read by BiMoRS only; ``layer_means``:
 about 36 KB, read by APPLeNet only) runs the encoder as without sharing,
-and still stores the shared fields for the others. Deleting a store is
-always safe.
+and still stores the shared fields for the others. Each file carries a
+CRC-32 of its tensor, checked on read: a damaged file is never served, the
+batch is computed by the encoder again (the same bits) with a one-line
+notice. Deleting a store is always safe.
 """
 
 from __future__ import annotations
@@ -44,10 +46,16 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from bimors.backbones.base import ImageFeatures
 from bimors.core import atomic
-from bimors.core.errors import ConfigError, DataError
+from bimors.core.errors import ConfigError, DataError, IntegrityError
 from bimors.data.images import ImageDataset
 from bimors.engine.data import EpochViews, TaskData, epoch_sampler, seed_epoch
-from bimors.engine.feature_cache import FeatureCache, load_value, space_description
+from bimors.engine.feature_cache import (
+    FeatureCache,
+    damaged_notice,
+    load_value,
+    save_value,
+    space_description,
+)
 from bimors.engine.features import CachedFeatures, FeatureSource
 from bimors.engine.precision import resolve_precision
 from bimors.methods.base import Method
@@ -58,7 +66,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Bump when the layout of stores or the seeding of training views changes.
-FORMAT = "bimors-shared-views/1"
+FORMAT = "bimors-shared-views/2"  # 2: a CRC-32 per file
 SHAREABLE = ("pooled", "norm", "layer_means", "tokens")
 DEFAULT_FIELDS = ("pooled", "norm")
 SLOT = "shared_slot"  # batch key: "<store folder>|<epoch>|<batch>" of a batch to compute
@@ -89,15 +97,12 @@ class ViewStore:
         return all(self.path(epoch, batch, f).is_file() for f in fields)
 
     def save(self, epoch: int, batch: int, tensors: dict[str, torch.Tensor]) -> None:
-        """Write each field atomically (a reader sees a whole file or none)."""
-        from safetensors.torch import save_file
-
+        """Write each field atomically (a reader sees a whole file or none), with its checksum."""
         key_file = self.folder / "key.json"
         if not key_file.is_file():
             atomic.write_json(key_file, self.description)  # for people inspecting the store
         for field, value in tensors.items():
-            with atomic.atomic_path(self.path(epoch, batch, field)) as tmp:
-                save_file({"value": value.detach().cpu().contiguous()}, str(tmp))
+            save_value(self.path(epoch, batch, field), value)
 
     def load(self, epoch: int, batch: int, field: str) -> torch.Tensor:
         return load_value(self.path(epoch, batch, field), "shared view file", self.folder)
@@ -128,10 +133,14 @@ class SharedBatches(Dataset):
                 "label": torch.tensor([samples[i].label for i in ids]),
                 "index": torch.tensor(ids),
             }
-            for f in self.read:
-                item[f] = self.store.load(self.epoch, k, f)
-            item[SERVED] = True
-            return item
+            try:
+                for f in self.read:
+                    item[f] = self.store.load(self.epoch, k, f)
+            except IntegrityError as err:  # never used: the encoder computes it again
+                damaged_notice(self.store.path(self.epoch, k, f), err)
+            else:
+                item[SERVED] = True
+                return item
         batch = default_collate([self.views[i] for i in ids])
         batch[SLOT] = f"{self.store.folder.name}|{self.epoch}|{k}"
         return batch

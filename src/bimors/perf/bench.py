@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from bimors.perf import default_path
+from bimors.perf import checksum_cost, default_path
 from bimors.perf.flops import count_flops, matmul_rate, sync
 from bimors.perf.memory import measure_in_subprocess
 from bimors.perf.workload import BenchOptions, Workload
@@ -79,6 +79,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         }
         ops[default_op] = default_step
         ops["shared_store_write"] = default_path.store_write_op(wl, Path(tmp))
+        ops["checksum_batch"] = checksum_cost.checksum_op(wl)
         logger.info("warm-up")
         for fn in ops.values():
             fn()
@@ -103,6 +104,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             memory[path] = measure_in_subprocess(opts, path)
     out = _report(opts, wl, times, rates, flops, fill_s, ref32, fast32, fast_p, tokens_fast, memory)
     out.update(default_path.report(_best(times), flops_default, max(rates), opts.cache, wl, parts))
+    out.update(checksum_cost.report(_best(times)))
     if "shared_views" in out:
         out["shared_views"]["exact"] = exact
     out["config"]["load_average_1min"] = {"start": load_before, "end": _load_average()}
