@@ -15,6 +15,8 @@ class TrainConfig:
     batch_size: int = 4
     lr: float = 0.009
     momentum: float = 0.9
+    optimizer: Literal["sgd", "adamw"] = "sgd"  # adamw: CLIP-LoRA's AdamW (momentum unused)
+    betas: tuple[float, float] = (0.9, 0.999)  # AdamW's betas
     weight_decay: float = 5e-4
     warmup_epochs: int = 1
     warmup_lr: float = 1e-5
