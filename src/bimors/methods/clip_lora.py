@@ -55,7 +55,7 @@ class CLIPLoRAConfig(TemplateConfig):
     alpha: float = 1.0
     dropout: float = 0.25
     encoder: str = "both"  # text, vision or both
-    params: tuple[str, ...] = ("q", "k", "v")  # projections that get an update
+    params: list[str] = dataclasses.field(default_factory=lambda: ["q", "k", "v"])
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -65,7 +65,7 @@ class CLIPLoRAConfig(TemplateConfig):
             raise ValueError("dropout must be in [0, 1)")
         if self.encoder not in _ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(_ENCODERS)}")
-        self.params = tuple(self.params)
+        self.params = list(self.params)
         bad = [p for p in self.params if p not in _PARAMS]
         if bad or not self.params:
             raise ValueError("params must be a non-empty subset of q, k, v")
