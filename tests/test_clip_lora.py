@@ -217,7 +217,30 @@ def test_base_to_new_cli_runs_resumes_and_predicts(env, tmp_path):  # noqa: F811
     before = (out / "checkpoint.pt").stat().st_mtime_ns
     assert _train(env, out, method="clip_lora", extra=extra[2:]) == 0  # done: skipped
     assert (out / "checkpoint.pt").stat().st_mtime_ns == before
-    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
-    keys = state["method"] if "method" in state else state
-    assert all("lora_" in k for k in keys)
+    payload = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert payload["state"] and all(".lora_" in k for k in payload["state"])
     assert main(["-q", "eval", str(out)]) == 0
+    # predict rebuilds the adapted model: its scores equal the trained method's own
+    from PIL import Image
+
+    from bimors.run.predict import Predictor
+    predictor = Predictor.from_run(out, device="cpu")
+    assert not predictor.method.training  # dropout off in predict
+    images = [Image.new("RGB", (32, 32), (90 + 40 * i, 140, 60)) for i in range(3)]
+    got = predictor.predict(images, topk=2)
+    # an independent rebuild: a fresh method on the same backbone, loaded from the checkpoint
+    fresh = build_method("clip_lora", predictor.trained.backbone, payload["classnames"], names=None)
+    fresh.load_method_state_dict(payload["state"])
+    fresh.eval()
+    pixels = torch.stack([predictor.transform(im) for im in images])
+    with torch.no_grad():
+        probs = fresh(fresh.image_features(pixels)).softmax(-1)
+    for row, p in zip(got, probs, strict=True):
+        name, prob = row[0]
+        assert payload["classnames"][int(p.argmax())] == name
+        assert abs(float(p.max()) - prob) < 1e-5
+    plain = build_method("clip_lora", predictor.trained.backbone, payload["classnames"], names=None)
+    assert not torch.equal(  # training moved the LoRA weights off their zero-shot start
+        plain.method_state_dict()[next(k for k in payload["state"] if "lora_B" in k)],
+        payload["state"][next(k for k in payload["state"] if "lora_B" in k)],
+    )
