@@ -133,9 +133,7 @@ def test_loss_and_grads_equal_the_library_forward_with_official_layers(hf_backbo
 
     towers = {"text": model.text_model, "vision": model.vision_model}
     for enc, layers in m.lora.items():
-        for i, (hf_layer, block) in enumerate(
-            zip(towers[enc].encoder.layers, layers, strict=True)
-        ):
+        for i, (hf_layer, block) in enumerate(zip(towers[enc].encoder.layers, layers, strict=True)):
             for p in ("q", "k", "v"):
                 lin = getattr(block, f"{p}_proj")
                 setattr(
@@ -164,8 +162,14 @@ def test_trainable_count_equals_the_official(backbone):
     """Official: r (d_in + d_out) per adapted Linear; 3 per block; every block of both towers."""
     m = build_method("clip_lora", backbone, CLASSNAMES)
     r = m.cfg.rank
-    official = 3 * r * 2 * (
-        backbone.text_width * backbone.text_depth + backbone.vision_width * backbone.vision_depth
+    official = (
+        3
+        * r
+        * 2
+        * (
+            backbone.text_width * backbone.text_depth
+            + backbone.vision_width * backbone.vision_depth
+        )
     )
     assert m.describe()["trainable_params"] == official
     assert sum(p.numel() for p in m.trainable_parameters()) == official
@@ -224,6 +228,7 @@ def test_base_to_new_cli_runs_resumes_and_predicts(env, tmp_path):  # noqa: F811
     from PIL import Image
 
     from bimors.run.predict import Predictor
+
     predictor = Predictor.from_run(out, device="cpu")
     assert not predictor.method.training  # dropout off in predict
     images = [Image.new("RGB", (32, 32), (90 + 40 * i, 140, 60)) for i in range(3)]

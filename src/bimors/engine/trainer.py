@@ -44,7 +44,6 @@ LAST = "last.pt"
 FINAL = "checkpoint.pt"
 
 
-
 def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     """``train.optimizer``: SGD with momentum (Dassl's) or AdamW (CLIP-LoRA's, betas
     ``train.betas``)."""

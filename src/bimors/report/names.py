@@ -22,6 +22,7 @@ PAPER_ORDER = (
     "prograd",
     "maple",
     "applenet",
+    "clip_lora",
     "bimors",
 )
 
@@ -35,6 +36,7 @@ METHOD_LABELS = {
     "prograd": "ProGrad",
     "maple": "MaPLe",
     "applenet": "APPLeNet",
+    "clip_lora": "CLIP-LoRA",
     "bimors": "BiMoRS",
     "linear_probe": "Linear probe",
 }
