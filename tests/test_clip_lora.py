@@ -249,3 +249,10 @@ def test_base_to_new_cli_runs_resumes_and_predicts(env, tmp_path):  # noqa: F811
         plain.method_state_dict()[next(k for k in payload["state"] if "lora_B" in k)],
         payload["state"][next(k for k in payload["state"] if "lora_B" in k)],
     )
+
+
+def test_grad_checkpointing_is_refused_with_the_reason(hf_backbone):
+    from bimors.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="grad_checkpointing"):
+        build_method("clip_lora", hf_backbone, CLASSNAMES, {"grad_checkpointing": True})

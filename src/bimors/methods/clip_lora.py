@@ -66,6 +66,12 @@ class CLIPLoRAConfig(TemplateConfig):
         if self.encoder not in _ENCODERS:
             raise ValueError(f"encoder must be one of {', '.join(_ENCODERS)}")
         self.params = list(self.params)
+        if self.grad_checkpointing:
+            # Recomputation runs in backward, after the LoRA hooks are cleared (see adapted()).
+            raise ValueError(
+                "grad_checkpointing is not supported: its backward recomputes the blocks "
+                "without the LoRA updates; set method.grad_checkpointing: false"
+            )
         bad = [p for p in self.params if p not in _PARAMS]
         if bad or not self.params:
             raise ValueError("params must be a non-empty subset of q, k, v")
