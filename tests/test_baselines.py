@@ -72,6 +72,7 @@ def test_registry_holds_every_baseline():
         "applenet",
         "kgcoop",
         "tcp",
+        "clip_lora",
     ]
 
 
@@ -130,7 +131,8 @@ def test_state_round_trips_exactly(hf_backbone, name):
 def test_only_maple_has_trainable_image_features(hf_backbone):
     for name in METHODS.names():
         cls = METHODS.get(name)
-        assert cls.frozen_image_features == (name != "maple"), name
+        # MaPLe prompts the image encoder; CLIP-LoRA adapts its attention
+        assert cls.frozen_image_features == (name not in ("maple", "clip_lora")), name
     maple = build_method("maple", hf_backbone, CLASSNAMES, PARAMS["maple"])
     assert maple.image_features(_pixels(2)).pooled.requires_grad
     adapter = build_method("clip_adapter", hf_backbone, CLASSNAMES)

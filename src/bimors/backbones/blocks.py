@@ -41,6 +41,7 @@ one-line load error.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -68,6 +69,9 @@ class PlainBlock:
     fc1: tuple[Tensor, Tensor | None]
     fc2: tuple[Tensor, Tensor | None]
     _cache: dict = dataclasses.field(default_factory=dict, repr=False)
+    #: A trainable low-rank update of the q/k/v projection (CLIP-LoRA): called on the
+    #: normed input, it returns the (N, T, 3D) term added to ``qkv``. None: frozen block.
+    qkv_delta: Callable[[Tensor], Tensor] | None = dataclasses.field(default=None, repr=False)
 
     def weights(self, dtype: torch.dtype) -> list[tuple[Tensor, Tensor | None]]:
         """``[qkv, out, fc1, fc2]`` (weight, bias) in ``dtype``, cast once and reused.
@@ -133,7 +137,10 @@ def run_block(b: PlainBlock, x: Tensor, allowed: Tensor | None, dtype: torch.dty
     """One block on batch-first ``x`` (N, T, D), its linear layers in ``dtype``."""
     n, t, d = x.shape
     (qkv_w, qkv_b), (out_w, out_b), (fc1_w, fc1_b), (fc2_w, fc2_b) = b.weights(dtype)
-    qkv = F.linear(b.ln_1(x), qkv_w, qkv_b)
+    h = b.ln_1(x)
+    qkv = F.linear(h, qkv_w, qkv_b)
+    if b.qkv_delta is not None:
+        qkv = qkv + b.qkv_delta(h).to(qkv.dtype)
     q, k, v = qkv.view(n, t, 3, b.heads, d // b.heads).permute(2, 0, 3, 1, 4).unbind(0)
     out = attention(q, k, v, allowed, b.scale).transpose(1, 2).reshape(n, t, d)
     x = x + b.ls_1(F.linear(out, out_w, out_b))

@@ -15,6 +15,8 @@ class TrainConfig:
     batch_size: int = 4
     lr: float = 0.009
     momentum: float = 0.9
+    optimizer: Literal["sgd", "adamw"] = "sgd"  # adamw: CLIP-LoRA's AdamW (momentum unused)
+    betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.999])  # AdamW's
     weight_decay: float = 5e-4
     warmup_epochs: int = 1
     warmup_lr: float = 1e-5
@@ -34,6 +36,9 @@ class TrainConfig:
             raise ValueError("train.lr must be > 0")
         if not 0 <= self.warmup_epochs < max(self.epochs, 1) + 1:
             raise ValueError("train.warmup_epochs must be between 0 and train.epochs")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError("train.betas must be two numbers in [0, 1), e.g. [0.9, 0.999]")
+        self.betas = [float(b) for b in self.betas]
         if not DEVICE.match(self.device):
             raise ValueError(
                 f"train.device={self.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps"

@@ -48,6 +48,16 @@ LAST = "last.pt"
 FINAL = "checkpoint.pt"
 
 
+def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """``train.optimizer``: SGD with momentum (Dassl's) or AdamW (CLIP-LoRA's, betas
+    ``train.betas``)."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(
+            params, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), weight_decay=cfg.weight_decay
+        )
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
 class NonFiniteLossError(BimorsError, FloatingPointError):
     """The loss became NaN or infinite."""
 
@@ -100,11 +110,7 @@ class Trainer:
                 raise TypeError(
                     "trainable parameters must be float32 (autocast handles low precision)"
                 )
-        self.optimizer = (
-            torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-            if params
-            else None
-        )
+        self.optimizer = make_optimizer(params, cfg) if params else None
         #: Keep ``last.pt`` after training (the caller removes it once results are
         #: written, so a kill during evaluation resumes after the last epoch).
         self.keep_last = False

@@ -11,6 +11,7 @@ from bimors.methods.applenet import APPLeNet
 from bimors.methods.base import Method, MethodConfig
 from bimors.methods.bimors import BiMoRS
 from bimors.methods.clip_adapter import CLIPAdapter
+from bimors.methods.clip_lora import CLIPLoRA
 from bimors.methods.cocoop import CoCoOp
 from bimors.methods.coop import CoOp
 from bimors.methods.kgcoop import KgCoOp
@@ -33,6 +34,7 @@ for _cls in (
     APPLeNet,
     KgCoOp,
     TCP,
+    CLIPLoRA,
 ):
     METHODS.register(_cls.name)(_cls)
 
