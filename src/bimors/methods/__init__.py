@@ -16,6 +16,7 @@ from bimors.methods.coop import CoOp
 from bimors.methods.linear_probe import LinearProbe
 from bimors.methods.maple import MaPLe
 from bimors.methods.prograd import ProGrad
+from bimors.methods.tip_adapter import TipAdapter
 from bimors.methods.zeroshot import ZeroShotCLIP
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -29,6 +30,7 @@ for _cls in (
     ProGrad,
     MaPLe,
     APPLeNet,
+    TipAdapter,
 ):
     METHODS.register(_cls.name)(_cls)
 

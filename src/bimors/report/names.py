@@ -37,6 +37,7 @@ METHOD_LABELS = {
     "applenet": "APPLeNet",
     "bimors": "BiMoRS",
     "linear_probe": "Linear probe",
+    "tip_adapter": "Tip-Adapter",
 }
 
 DATASET_LABELS = {
