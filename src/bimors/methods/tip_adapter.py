@@ -107,6 +107,7 @@ class TipAdapter(TemplateMethod):
         self.labels = nn.Parameter(torch.zeros(0, device=device), requires_grad=False)
         self.alpha = nn.Parameter(torch.tensor(self.cfg.init_alpha), requires_grad=False)
         self.beta = nn.Parameter(torch.tensor(self.cfg.init_beta), requires_grad=False)
+        self.set_classnames(classnames)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # type: ignore[override]
         # The cache's size is the number of training images: take it from the checkpoint.
@@ -119,8 +120,10 @@ class TipAdapter(TemplateMethod):
         """One-hot labels over the current class set (zero for classes not cached)."""
         known = {n: i for i, n in enumerate(self.fitted_classnames)}
         onehot = F.one_hot(self.labels.long(), len(self.fitted_classnames)).float()
-        cols = [onehot[:, known[n]] if n in known else torch.zeros_like(onehot[:, 0])
-                for n in self.classnames]
+        cols = [
+            onehot[:, known[n]] if n in known else torch.zeros_like(onehot[:, 0])
+            for n in self.classnames
+        ]
         return torch.stack(cols, dim=1)
 
     def fit_features(
@@ -145,8 +148,13 @@ class TipAdapter(TemplateMethod):
                 vf = F.normalize(val.pooled.float(), dim=-1).to(device)
                 clip = prompt_logits(self.backbone.logit_scale, vf, self.class_text()).float()
                 alpha, beta, acc = search_hp(
-                    clip, vf, val_labels.to(device), self.keys, self.cache_values(),
-                    self.cfg.search_scale, self.cfg.search_step,
+                    clip,
+                    vf,
+                    val_labels.to(device),
+                    self.keys,
+                    self.cache_values(),
+                    self.cfg.search_scale,
+                    self.cfg.search_step,
                 )
                 self.alpha.fill_(alpha)
                 self.beta.fill_(beta)
