@@ -88,7 +88,7 @@ def test_tip_adapter_without_search_keeps_the_initial_values(hf_backbone):
     }
 
 
-@pytest.mark.parametrize("method", ["tip_adapter"])
+@pytest.mark.parametrize("method", ["tip_adapter", "tip_adapter_f"])
 def test_base_to_new_run_resumes_and_reports(env, tmp_path, capsys, method):  # noqa: F811
     runs = tmp_path / "runs"
     argv = [
@@ -118,3 +118,34 @@ def test_base_to_new_run_resumes_and_reports(env, tmp_path, capsys, method):  # 
     assert main(argv) == 0
     assert (folder / "checkpoint.pt").stat().st_mtime_ns == stamp
     assert [json.loads(x) for x in text.splitlines()]
+
+
+def test_tip_adapter_f_trains_keys_with_the_official_loss(hf_backbone):
+    cfg = {"search_step": [4, 3], "train_epoch": 3, "batch_size": 8, "lr": 0.01}
+    m = build_method("tip_adapter_f", hf_backbone, CLASSNAMES, cfg)
+    train, y = _clusters(hf_backbone.embed_dim, seed=0)
+    val, yv = _clusters(hf_backbone.embed_dim, per_class=2, seed=1)
+    with pytest.raises(ValueError, match="validation split"):
+        m.fit_features(train, y)
+    info = m.fit_features(train, y, val, yv)
+    assert info["hp_split"] == "val" and 0 <= info["best_epoch"] <= 3
+    text = m.class_text().float()
+    onehot = torch.nn.functional.one_hot(y, len(CLASSNAMES)).float()
+    scale = float(hf_backbone.logit_scale)
+    keys = m.keys.detach().clone().requires_grad_(True)
+    want = _official_tip(train.pooled, keys, onehot, text, 1.17, 1.0, scale)
+    from bimors.methods.tip_adapter_f import tip_f_logits
+
+    got = tip_f_logits(train.pooled, keys, onehot, text, hf_backbone.logit_scale, 1.17, 1.0)
+    torch.testing.assert_close(got, want)
+    g1 = torch.autograd.grad(torch.nn.functional.cross_entropy(got, y), keys)[0]
+    g2 = torch.autograd.grad(torch.nn.functional.cross_entropy(want, y), keys)[0]
+    torch.testing.assert_close(g1, g2)
+    test, _ = _clusters(hf_backbone.embed_dim, per_class=3, seed=2)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            m(test),
+            _official_tip(test.pooled, m.keys, onehot, text, info["alpha"], info["beta"], scale),
+            atol=1e-4,
+            rtol=1e-4,
+        )

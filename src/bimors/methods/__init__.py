@@ -17,6 +17,7 @@ from bimors.methods.linear_probe import LinearProbe
 from bimors.methods.maple import MaPLe
 from bimors.methods.prograd import ProGrad
 from bimors.methods.tip_adapter import TipAdapter
+from bimors.methods.tip_adapter_f import TipAdapterF
 from bimors.methods.zeroshot import ZeroShotCLIP
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -31,6 +32,7 @@ for _cls in (
     MaPLe,
     APPLeNet,
     TipAdapter,
+    TipAdapterF,
 ):
     METHODS.register(_cls.name)(_cls)
 

@@ -144,24 +144,29 @@ class TipAdapter(TemplateMethod):
                     "tip_adapter searches alpha/beta on a validation split; pass one "
                     "(or set method.search=false to keep init_alpha/init_beta)"
                 )
-            with torch.no_grad():
-                vf = F.normalize(val.pooled.float(), dim=-1).to(device)
-                clip = prompt_logits(self.backbone.logit_scale, vf, self.class_text()).float()
-                alpha, beta, acc = search_hp(
-                    clip,
-                    vf,
-                    val_labels.to(device),
-                    self.keys,
-                    self.cache_values(),
-                    self.cfg.search_scale,
-                    self.cfg.search_step,
-                )
-                self.alpha.fill_(alpha)
-                self.beta.fill_(beta)
-            out.update(hp_split="val", val_acc=acc)
-            logger.info("tip_adapter: alpha=%.4g beta=%.4g (val accuracy %.2f%%)", alpha, beta, acc)
+            out.update(self._search(F.normalize(val.pooled.float(), dim=-1), val_labels))
         out.update(alpha=float(self.alpha), beta=float(self.beta))
         return out
+
+    def _search(self, vf: Tensor, val_labels: Tensor) -> dict[str, Any]:
+        """The official alpha/beta grid on validation features; sets and returns them."""
+        device = self.keys.device
+        with torch.no_grad():
+            vf = vf.to(device)
+            clip = prompt_logits(self.backbone.logit_scale, vf, self.class_text()).float()
+            alpha, beta, acc = search_hp(
+                clip,
+                vf,
+                val_labels.to(device),
+                self.keys,
+                self.cache_values(),
+                self.cfg.search_scale,
+                self.cfg.search_step,
+            )
+            self.alpha.fill_(alpha)
+            self.beta.fill_(beta)
+        logger.info("%s: alpha=%.4g beta=%.4g (val accuracy %.2f%%)", self.name, alpha, beta, acc)
+        return {"hp_split": "val", "val_acc": acc}
 
     def forward(self, feats: ImageFeatures, captions: Tensor | None = None) -> Tensor:
         if self.keys.shape[0] == 0:

@@ -38,6 +38,7 @@ METHOD_LABELS = {
     "bimors": "BiMoRS",
     "linear_probe": "Linear probe",
     "tip_adapter": "Tip-Adapter",
+    "tip_adapter_f": "Tip-Adapter-F",
 }
 
 DATASET_LABELS = {
