@@ -73,6 +73,8 @@ def test_registry_holds_every_baseline():
         "kgcoop",
         "tcp",
         "clip_lora",
+        "tip_adapter",
+        "tip_adapter_f",
     ]
 
 

@@ -19,6 +19,8 @@ from bimors.methods.linear_probe import LinearProbe
 from bimors.methods.maple import MaPLe
 from bimors.methods.prograd import ProGrad
 from bimors.methods.tcp import TCP
+from bimors.methods.tip_adapter import TipAdapter
+from bimors.methods.tip_adapter_f import TipAdapterF
 from bimors.methods.zeroshot import ZeroShotCLIP
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -35,6 +37,8 @@ for _cls in (
     KgCoOp,
     TCP,
     CLIPLoRA,
+    TipAdapter,
+    TipAdapterF,
 ):
     METHODS.register(_cls.name)(_cls)
 

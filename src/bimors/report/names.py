@@ -43,6 +43,8 @@ METHOD_LABELS = {
     "linear_probe": "Linear probe",
     "kgcoop": "KgCoOp",
     "tcp": "TCP",
+    "tip_adapter": "Tip-Adapter",
+    "tip_adapter_f": "Tip-Adapter-F",
 }
 
 DATASET_LABELS = {
