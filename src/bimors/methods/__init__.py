@@ -13,6 +13,7 @@ from bimors.methods.bimors import BiMoRS
 from bimors.methods.clip_adapter import CLIPAdapter
 from bimors.methods.cocoop import CoCoOp
 from bimors.methods.coop import CoOp
+from bimors.methods.ivlp import IVLP
 from bimors.methods.linear_probe import LinearProbe
 from bimors.methods.maple import MaPLe
 from bimors.methods.prograd import ProGrad
@@ -29,6 +30,7 @@ for _cls in (
     ProGrad,
     MaPLe,
     APPLeNet,
+    IVLP,
 ):
     METHODS.register(_cls.name)(_cls)
 
