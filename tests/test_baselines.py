@@ -72,6 +72,7 @@ def test_registry_holds_every_baseline():
         "applenet",
         "kgcoop",
         "tcp",
+        "ivlp",
         "clip_lora",
         "tip_adapter",
         "tip_adapter_f",
@@ -130,11 +131,11 @@ def test_state_round_trips_exactly(hf_backbone, name):
         assert torch.equal(a(a.image_features(_pixels())), b(b.image_features(_pixels())))
 
 
-def test_only_maple_has_trainable_image_features(hf_backbone):
+def test_only_deep_prompt_methods_have_trainable_image_features(hf_backbone):
     for name in METHODS.names():
         cls = METHODS.get(name)
-        # MaPLe prompts the image encoder; CLIP-LoRA adapts its attention
-        assert cls.frozen_image_features == (name not in ("maple", "clip_lora")), name
+        # MaPLe and IVLP prompt the image encoder; CLIP-LoRA adapts its attention
+        assert cls.frozen_image_features == (name not in ("maple", "ivlp", "clip_lora")), name
     maple = build_method("maple", hf_backbone, CLASSNAMES, PARAMS["maple"])
     assert maple.image_features(_pixels(2)).pooled.requires_grad
     adapter = build_method("clip_adapter", hf_backbone, CLASSNAMES)

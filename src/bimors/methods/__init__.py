@@ -14,6 +14,7 @@ from bimors.methods.clip_adapter import CLIPAdapter
 from bimors.methods.clip_lora import CLIPLoRA
 from bimors.methods.cocoop import CoCoOp
 from bimors.methods.coop import CoOp
+from bimors.methods.ivlp import IVLP
 from bimors.methods.kgcoop import KgCoOp
 from bimors.methods.linear_probe import LinearProbe
 from bimors.methods.maple import MaPLe
@@ -36,6 +37,7 @@ for _cls in (
     APPLeNet,
     KgCoOp,
     TCP,
+    IVLP,
     CLIPLoRA,
     TipAdapter,
     TipAdapterF,

@@ -26,6 +26,9 @@ PAPER_ORDER = (
     "bimors",
     "kgcoop",
     "tcp",
+    "ivlp",
+    "tip_adapter",
+    "tip_adapter_f",
 )
 
 METHOD_LABELS = {
@@ -43,6 +46,7 @@ METHOD_LABELS = {
     "linear_probe": "Linear probe",
     "kgcoop": "KgCoOp",
     "tcp": "TCP",
+    "ivlp": "IVLP",
     "tip_adapter": "Tip-Adapter",
     "tip_adapter_f": "Tip-Adapter-F",
 }
