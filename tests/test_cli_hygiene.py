@@ -23,3 +23,17 @@ def test_print_commands_writes_nothing(tmp_path, capsys):
     assert not out.exists()
     assert lines[0] == f"bimors demo --ablation --prepare --out {out}"
     assert lines[-1] == f"bimors report {out / 'runs'}"
+
+
+def test_fewshot_print_commands_writes_nothing_and_its_first_command_prepares(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--fewshot", "--print-commands", "--out", str(out)]) == 0
+    first, run, report = capsys.readouterr().out.splitlines()
+    assert not out.exists()
+    assert first == f"bimors demo --fewshot --prepare --out {out}"
+    assert (
+        run.startswith("bimors run --protocol fewshot")
+        and report == f"bimors report {out / 'runs'}"
+    )
+    assert main(["-q", "demo", "--fewshot", "--prepare", "--out", str(out)]) == 0
+    assert (out / "models" / "clip-hf-seed1").is_dir() and (out / "data" / "synthetic").is_dir()

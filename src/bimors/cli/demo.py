@@ -33,8 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--prepare",
         action="store_true",
-        help="with --ablation: only write the tiny models and synthetic scenes under OUT "
-        "(the first of the --print-commands)",
+        help="with --ablation or --fewshot: only write the tiny models and synthetic scenes "
+        "under OUT (the first of the --print-commands)",
     )
     p.set_defaults(func=run)
 
@@ -91,9 +91,13 @@ def _fewshot(args: argparse.Namespace, progress: bool) -> int:
     from bimors.demo.base2new import NOTE
     from bimors.demo.fewshot import fewshot_commands, prepare, run_fewshot_demo
 
-    if args.print_commands:
-        prepare(args.out.absolute())
+    if args.print_commands:  # writes nothing: the first command prepares the inputs
         print("\n".join(fewshot_commands(args.out)))
+        return 0
+    if args.prepare:
+        backbones, data = prepare(args.out.absolute())
+        print(f"models: {', '.join(map(str, backbones))}")
+        print(f"scenes: {data}")
         return 0
     out = run_fewshot_demo(args.out, progress=progress)
     print(out["markdown"])

@@ -60,7 +60,7 @@ def _sweeps(backbones: list[Path]) -> list[str]:
 
 
 def fewshot_commands(out: str | Path) -> list[str]:
-    """The ``bimors run`` command the demo runs, then the report command."""
+    """The commands that do what the demo does: prepare its inputs, the grid, the report."""
     out = Path(out).absolute()
     backbones = [out / "models" / f"clip-hf-seed{s}" for s in (0, 1)]
     runs = out / "runs"
@@ -70,7 +70,8 @@ def fewshot_commands(out: str | Path) -> list[str]:
     cmd += ["--shots", *map(str, SHOTS), "--sweep", _sweeps(backbones)[1]]
     for s in _sets(out):
         cmd += ["--set", s]
-    return [shlex.join(cmd), shlex.join(["bimors", "report", str(runs)])]
+    first = ["bimors", "demo", "--fewshot", "--prepare", "--out", str(out)]  # writes the inputs
+    return [shlex.join(first), shlex.join(cmd), shlex.join(["bimors", "report", str(runs)])]
 
 
 def run_fewshot_demo(
