@@ -31,7 +31,11 @@ from bimors.methods import METHODS, build_method
 from bimors.protocols.base2new import base2new_tasks
 from bimors.run.config import TrainConfig
 
-PARAMS = {"maple": {"prompt_depth": 2}, "tcp": {"layer": 1}}  # the tiny CLIP has 2 blocks
+PARAMS = {  # the tiny CLIP has 2 blocks per encoder
+    "maple": {"prompt_depth": 2},
+    "tcp": {"layer": 1},
+    "ivlp": {"prompt_depth_text": 2, "prompt_depth_vision": 2},
+}
 
 
 def digest(method) -> dict[str, str]:
