@@ -156,7 +156,9 @@ def test_list_shows_preset_variants_and_the_resolved_preset(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "maple: also protocols/cross_dataset, protocols/domain_gen" in out
-    assert "prograd: also datasets/eurosat" in out
+    (prograd,) = [line for line in out.splitlines() if line.strip().startswith("prograd: also")]
+    # its EuroSAT layer, and the few-shot protocol's per-shot layers (CoOp's epochs per shot)
+    assert "datasets/eurosat" in prograd and "protocols/fewshot/shots/1" in prograd
     assert main(["list", "--preset", "maple", "--protocol", "domain_gen"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("# preset layers: maple + maple/protocols/domain_gen")

@@ -257,7 +257,10 @@ def test_loaded_feature_files_are_aligned_like_the_encoders_output(tmp_path):
     differently, so a loaded view must be copied into aligned memory to stay bit-equal."""
     from safetensors.torch import save_file
 
+    from bimors.core import checksum
     from bimors.engine.feature_cache import load_value
 
-    save_file({"value": torch.randn(4, 8)}, str(tmp_path / "x.safetensors"))
+    value = torch.randn(4, 8)
+    meta = {checksum.METADATA_KEY: checksum.of_tensor(value)}
+    save_file({"value": value}, str(tmp_path / "x.safetensors"), metadata=meta)
     assert load_value(tmp_path / "x.safetensors", "view", tmp_path).data_ptr() % 64 == 0

@@ -171,7 +171,8 @@ def resolve_config(
     data = user.get("data") if isinstance(user.get("data"), dict) else {}
     dataset = data.get("dataset") or DataConfig.dataset
     user_shots = data.get("shots")
-    shots = int(user_shots) if user_shots not in (None, "") else None
+    # a per-shot preset layer needs the count; any other value is refused by name below
+    shots = user_shots if type(user_shots) is int else None
     base, record = resolve_preset(name, protocol, str(dataset), shots)
     merged = deep_merge(base, user)
     merged = _apply_backbone_preset(merged, user)
