@@ -66,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _ablation(args: argparse.Namespace, progress: bool) -> int:
     from bimors.demo.ablation import ablation_commands, prepare, run_ablation_demo
-    from bimors.demo.base2new import NOTE
 
     if args.print_commands:  # writes nothing: the first command prepares the inputs
         print("\n".join(ablation_commands(args.out)))
@@ -76,19 +75,10 @@ def _ablation(args: argparse.Namespace, progress: bool) -> int:
         print(f"models: {models}")
         print(f"scenes: {data}")
         return 0
-    out = run_ablation_demo(args.out, progress=progress)
-    print(out["markdown"])
-    print(NOTE)
-    print(f"report:  {out['report']}")
-    for path in out["files"]:
-        if path.suffix == ".png":
-            print(f"figure:  {path}")
-    print(f"{len(out['records'])} records; done in {out['seconds']:.0f} s")
-    return 0
+    return _print_grid_demo(run_ablation_demo(args.out, progress=progress))
 
 
 def _fewshot(args: argparse.Namespace, progress: bool) -> int:
-    from bimors.demo.base2new import NOTE
     from bimors.demo.fewshot import fewshot_commands, prepare, run_fewshot_demo
 
     if args.print_commands:  # writes nothing: the first command prepares the inputs
@@ -99,7 +89,13 @@ def _fewshot(args: argparse.Namespace, progress: bool) -> int:
         print(f"models: {', '.join(map(str, backbones))}")
         print(f"scenes: {data}")
         return 0
-    out = run_fewshot_demo(args.out, progress=progress)
+    return _print_grid_demo(run_fewshot_demo(args.out, progress=progress))
+
+
+def _print_grid_demo(out: dict) -> int:
+    """What a grid demo (ablation or few-shot) shows when it has run: its report and figures."""
+    from bimors.demo.base2new import NOTE
+
     print(out["markdown"])
     print(NOTE)
     print(f"report:  {out['report']}")
