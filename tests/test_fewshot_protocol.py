@@ -125,8 +125,8 @@ def test_tables_per_backbone_dataset_and_average_never_merged(tmp_path):
     assert avg_a.cells["coop"][4].mean == (54.0 + 74.0) / 2
     assert eur_a.published == {"coop": {1: 40.5, 4: 61.0}} and eur_b.published == {}
     md = fewshot_markdown(eur_a)
-    assert "| coop | 51.00 ± 1.41 | 52.00 ± 1.41 | 54.00 ± 1.41 |" in md
-    assert "| coop (published) | 40.50 | – | 61.00 |" in md
+    assert "| CoOp | 51.00 ± 1.41 | 52.00 ± 1.41 | 54.00 ± 1.41 |" in md  # the papers' names
+    assert "| CoOp (published) | 40.50 | – | 61.00 |" in md
     png = fewshot_figure(tables[:3], tmp_path / "a.png")
     assert png.stat().st_size > 0
 

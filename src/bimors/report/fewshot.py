@@ -29,6 +29,7 @@ from typing import Any
 
 from bimors.core.errors import ConfigError
 from bimors.report.aggregate import latest
+from bimors.report.names import method_label
 
 PUBLISHED_FILE = "fewshot_published.json"
 
@@ -136,10 +137,10 @@ def fewshot_markdown(table: FewshotTable) -> str:
         row = [
             f"{cells[k].mean:.2f} ± {cells[k].std:.2f}" if k in cells else "–" for k in table.shots
         ]
-        lines.append("| " + " | ".join([method, *row]) + " |")
+        lines.append("| " + " | ".join([method_label(method), *row]) + " |")
     for method, pub in table.published.items():
         row = [f"{pub[k]:.2f}" if k in pub else "–" for k in table.shots]
-        lines.append("| " + " | ".join([f"{method} (published)", *row]) + " |")
+        lines.append("| " + " | ".join([f"{method_label(method)} (published)", *row]) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -168,7 +169,12 @@ def fewshot_figure(tables: list[FewshotTable], path: str | Path) -> Path:
             lo = [y_ - max(0.0, y_ - cells[k].std) for k, y_ in zip(ks, y, strict=True)]
             hi = [min(100.0, y_ + cells[k].std) - y_ for k, y_ in zip(ks, y, strict=True)]
             ax.errorbar(
-                x, y, yerr=[lo, hi], marker=markers[i % len(markers)], capsize=3, label=method
+                x,
+                y,
+                yerr=[lo, hi],
+                marker=markers[i % len(markers)],
+                capsize=3,
+                label=method_label(method),
             )
         for method, pub in table.published.items():
             ks = sorted(pub)
@@ -178,7 +184,7 @@ def fewshot_figure(tables: list[FewshotTable], path: str | Path) -> Path:
                 "--",
                 marker="x",
                 color="grey",
-                label=f"{method} (published)",
+                label=f"{method_label(method)} (published)",
             )
         ax.set_xscale("log", base=2)
         ax.set_xticks(table.shots, [str(k) for k in table.shots])
