@@ -377,7 +377,14 @@ class Trainer:
         set_determinism(self.cfg.deterministic)
         torch.manual_seed(self.cfg.seed)
         info = fit_closed_form(
-            self.method, train, val, self.cfg, self.num_workers, self.progress, self.dist
+            self.method,
+            train,
+            val,
+            self.cfg,
+            self.num_workers,
+            self.progress,
+            self.dist,
+            self.features,
         )
         row = {"epoch": 0, **info}
         history = [row]
