@@ -17,7 +17,7 @@ from bimors.methods.prograd import distillation_loss, project_conflicting
 from .conftest import CLASSNAMES
 from .test_methods import _digest
 
-SGD_METHODS = ["clip_adapter", "prograd", "maple", "applenet"]
+SGD_METHODS = ["clip_adapter", "prograd", "maple", "applenet", "taskres"]
 # The tiny CLIPs have 2 blocks per encoder; APPLeNet's gate gets 8 hidden units instead of 2, so
 # that no draw of random weights (they differ between transformers releases) leaves it all dead.
 PARAMS = {"maple": {"prompt_depth": 2}, "applenet": {"reduction": 4}}
@@ -27,6 +27,7 @@ META = ["linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias"]
 TRAINABLE = {
     "clip_adapter": {"adapter.0.weight", "adapter.2.weight"},
     "prograd": {"ctx"},
+    "taskres": {"residual"},
     "maple": {
         "ctx",
         "proj.weight",
@@ -76,6 +77,7 @@ def test_registry_holds_every_baseline():
         "clip_lora",
         "tip_adapter",
         "tip_adapter_f",
+        "taskres",
     ]
 
 

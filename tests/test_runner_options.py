@@ -146,7 +146,8 @@ def test_user_settings_win_over_every_preset_layer():
 
 
 @pytest.mark.parametrize(
-    "method", ["applenet", "bimors", "clip_adapter", "cocoop", "coop", "maple", "prograd"]
+    "method",
+    ["applenet", "bimors", "clip_adapter", "cocoop", "coop", "maple", "prograd", "taskres"],
 )
 def test_paper_presets_use_the_dassl_sampler(method):
     assert _cfg(method).data.fewshot_sampler == "dassl"

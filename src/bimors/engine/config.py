@@ -15,8 +15,9 @@ class TrainConfig:
     batch_size: int = 4
     lr: float = 0.009
     momentum: float = 0.9
-    optimizer: Literal["sgd", "adamw"] = "sgd"  # adamw: CLIP-LoRA's AdamW (momentum unused)
-    betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.999])  # AdamW's
+    #: adamw: CLIP-LoRA's AdamW; adam: Dassl's Adam (L2 weight decay; TaskRes); momentum unused
+    optimizer: Literal["sgd", "adamw", "adam"] = "sgd"
+    betas: list[float] = dataclasses.field(default_factory=lambda: [0.9, 0.999])  # Adam(W)'s
     weight_decay: float = 5e-4
     warmup_epochs: int = 1
     warmup_lr: float = 1e-5

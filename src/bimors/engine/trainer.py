@@ -49,8 +49,11 @@ FINAL = "checkpoint.pt"
 
 
 def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """``train.optimizer``: SGD with momentum (Dassl's) or AdamW (CLIP-LoRA's, betas
-    ``train.betas``)."""
+    """``train.optimizer``: SGD with momentum (Dassl's), AdamW (CLIP-LoRA's) or Adam with
+    L2 weight decay (Dassl's ``adam``, TaskRes's), betas ``train.betas``."""
+    if cfg.optimizer == "adam":
+        betas = (cfg.betas[0], cfg.betas[1])
+        return torch.optim.Adam(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(
             params, lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), weight_decay=cfg.weight_decay

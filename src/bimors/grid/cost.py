@@ -33,6 +33,7 @@ METHOD_FACTOR: dict[str, float] = {
     "applenet": 1.5,
     "bimors": 1.5,
     "cocoop": 4.0,
+    "taskres": 0.05,  # a residual on cached features; the base is encoded once
 }
 #: Where a dataset states no classes or image count (e.g. folders given by --root).
 DEFAULT_CLASSES = 10

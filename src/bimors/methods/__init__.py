@@ -19,6 +19,7 @@ from bimors.methods.kgcoop import KgCoOp
 from bimors.methods.linear_probe import LinearProbe
 from bimors.methods.maple import MaPLe
 from bimors.methods.prograd import ProGrad
+from bimors.methods.taskres import TaskRes
 from bimors.methods.tcp import TCP
 from bimors.methods.tip_adapter import TipAdapter
 from bimors.methods.tip_adapter_f import TipAdapterF
@@ -41,6 +42,7 @@ for _cls in (
     CLIPLoRA,
     TipAdapter,
     TipAdapterF,
+    TaskRes,
 ):
     METHODS.register(_cls.name)(_cls)
 

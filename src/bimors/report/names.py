@@ -29,6 +29,7 @@ PAPER_ORDER = (
     "ivlp",
     "tip_adapter",
     "tip_adapter_f",
+    "taskres",
 )
 
 METHOD_LABELS = {
@@ -49,6 +50,7 @@ METHOD_LABELS = {
     "ivlp": "IVLP",
     "tip_adapter": "Tip-Adapter",
     "tip_adapter_f": "Tip-Adapter-F",
+    "taskres": "TaskRes",
 }
 
 DATASET_LABELS = {
