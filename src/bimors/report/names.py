@@ -27,6 +27,7 @@ PAPER_ORDER = (
     "kgcoop",
     "tcp",
     "ivlp",
+    "promptsrc",
     "tip_adapter",
     "tip_adapter_f",
 )
@@ -47,6 +48,7 @@ METHOD_LABELS = {
     "kgcoop": "KgCoOp",
     "tcp": "TCP",
     "ivlp": "IVLP",
+    "promptsrc": "PromptSRC",
     "tip_adapter": "Tip-Adapter",
     "tip_adapter_f": "Tip-Adapter-F",
 }
