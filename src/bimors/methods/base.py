@@ -41,6 +41,9 @@ class Method(nn.Module):
     case in the trainer: :meth:`backward` (how a step's gradients are made, e.g.
     ProGrad's projection) and, with ``closed_form``, :meth:`fit_features` (a
     method fitted on frozen features instead of by SGD, e.g. the linear probe).
+    The epoch hooks :meth:`on_epoch_end` and :meth:`finish_training`, with
+    :meth:`resume_state`, let a method end on other weights than its last step's
+    (PromptSRC's Gaussian prompt aggregation).
     """
 
     name: ClassVar[str] = ""
