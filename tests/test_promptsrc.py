@@ -241,3 +241,12 @@ def test_preset_layers_follow_the_official_configs():
         30.0,
         50,
     )
+
+
+def test_the_template_ensemble_is_float32_even_under_autocast(hf_backbone):
+    """Encoded once, on the first training step: its precision must not depend on autocast."""
+    m = build_method("promptsrc", hf_backbone, CLASSNAMES, PARAMS)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = m.ensemble_features().clone()
+    m._ensemble = None
+    assert low.dtype == torch.float32 and torch.equal(low, m.ensemble_features())

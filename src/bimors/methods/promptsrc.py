@@ -165,14 +165,20 @@ class PromptSRC(IVLP):
 
     @torch.no_grad()
     def ensemble_features(self) -> Tensor:
-        """Frozen CLIP's class features (C, E): mean over the templates, then normalised."""
+        """Frozen CLIP's class features (C, E): mean over the templates, then normalised.
+
+        Encoded once per class set in float32 even under autocast (the official
+        encodes them with a float32 copy of CLIP), on the first training step.
+        """
         key = tuple(self.classnames)
         if self._ensemble is None or self._ensemble[0] != key:
             bb, per_template = self.backbone, []
+            off = torch.autocast(bb.device.type, enabled=False)
             for template in TEMPLATES:
                 ids = bb.tokenize([template.format(n) for n in self.classnames])
                 chunks = ids.to(bb.device).split(self.cfg.chunk_size or len(ids))
-                per_template.append(torch.cat([bb.encode_text(c).float() for c in chunks]))
+                with off:
+                    per_template.append(torch.cat([bb.encode_text(c).float() for c in chunks]))
             mean = torch.stack(per_template, dim=1).mean(dim=1)
             self._ensemble = key, F.normalize(mean, dim=-1)
         return self._ensemble[1]
