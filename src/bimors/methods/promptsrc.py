@@ -36,7 +36,10 @@ rounding): only the method's own parameters are aggregated here; with
 ``train.selection: val`` the best single epoch replaces the aggregate (the
 official has no val selection); the few-shot config's other GPA setting (mean 45,
 std 5, for its fine-grained datasets and EuroSAT) is not preset, since preset
-layers cannot combine a protocol with a dataset: set it with ``--set``.
+layers cannot combine a protocol with a dataset: set it with ``--set``;
+``scripts/promptsrc/xd_train.sh`` names an ``ep5`` cross-dataset config that the
+repository does not hold, so the preset follows the ``..._cross_datasets.yaml``
+file it ships (20 epochs).
 """
 
 from __future__ import annotations
