@@ -35,6 +35,7 @@ PARAMS = {  # the tiny CLIP has 2 blocks per encoder
     "maple": {"prompt_depth": 2},
     "tcp": {"layer": 1},
     "ivlp": {"prompt_depth_text": 2, "prompt_depth_vision": 2},
+    "promptsrc": {"prompt_depth_text": 2, "prompt_depth_vision": 2},
 }
 
 

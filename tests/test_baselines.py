@@ -74,6 +74,7 @@ def test_registry_holds_every_baseline():
         "kgcoop",
         "tcp",
         "ivlp",
+        "promptsrc",
         "clip_lora",
         "tip_adapter",
         "tip_adapter_f",
@@ -137,7 +138,9 @@ def test_only_deep_prompt_methods_have_trainable_image_features(hf_backbone):
     for name in METHODS.names():
         cls = METHODS.get(name)
         # MaPLe and IVLP prompt the image encoder; CLIP-LoRA adapts its attention
-        assert cls.frozen_image_features == (name not in ("maple", "ivlp", "clip_lora")), name
+        assert cls.frozen_image_features == (
+            name not in ("maple", "ivlp", "promptsrc", "clip_lora")
+        ), name
     maple = build_method("maple", hf_backbone, CLASSNAMES, PARAMS["maple"])
     assert maple.image_features(_pixels(2)).pooled.requires_grad
     adapter = build_method("clip_adapter", hf_backbone, CLASSNAMES)

@@ -139,6 +139,7 @@ class Trainer:
             "best": best,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
+            "method": self.method.resume_state(),
         }
 
     def _resume(self) -> dict | None:
@@ -156,6 +157,7 @@ class Trainer:
         trainer = payload["trainer"]
         self.optimizer.load_state_dict(trainer["optimizer"])
         self.scaler.load_state_dict(trainer["scaler"])
+        self.method.load_resume_state(trainer.get("method") or {})
         logger.info("resuming %s after epoch %d", self.out_dir, trainer["epoch"])
         return trainer
 
@@ -270,6 +272,7 @@ class Trainer:
                 n_batches += 1
                 total += labels.numel()
                 correct += int((logits.detach().argmax(-1) == labels).sum())
+            method.on_epoch_end(epoch, cfg.epochs)
             row = {
                 "epoch": epoch + 1,
                 "lr": lr,
@@ -305,6 +308,7 @@ class Trainer:
             self._write_epoch(row, history)
             if epoch + 1 < cfg.epochs:
                 flag.check(f"epoch {epoch + 1}, step {steps}")
+        method.finish_training()
         selected = cfg.epochs
         if cfg.selection == "val" and best["state"] is not None:
             method.load_method_state_dict(best["state"], "best-on-val state")

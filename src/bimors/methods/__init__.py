@@ -19,6 +19,7 @@ from bimors.methods.kgcoop import KgCoOp
 from bimors.methods.linear_probe import LinearProbe
 from bimors.methods.maple import MaPLe
 from bimors.methods.prograd import ProGrad
+from bimors.methods.promptsrc import PromptSRC
 from bimors.methods.taskres import TaskRes
 from bimors.methods.tcp import TCP
 from bimors.methods.tip_adapter import TipAdapter
@@ -39,6 +40,7 @@ for _cls in (
     KgCoOp,
     TCP,
     IVLP,
+    PromptSRC,
     CLIPLoRA,
     TipAdapter,
     TipAdapterF,

@@ -41,6 +41,9 @@ class Method(nn.Module):
     case in the trainer: :meth:`backward` (how a step's gradients are made, e.g.
     ProGrad's projection) and, with ``closed_form``, :meth:`fit_features` (a
     method fitted on frozen features instead of by SGD, e.g. the linear probe).
+    The epoch hooks :meth:`on_epoch_end` and :meth:`finish_training`, with
+    :meth:`resume_state`, let a method end on other weights than its last step's
+    (PromptSRC's Gaussian prompt aggregation).
     """
 
     name: ClassVar[str] = ""
@@ -139,6 +142,32 @@ class Method(nn.Module):
         ``scaler`` after. Overridden by methods that shape their gradients.
         """
         scaler.scale(loss).backward()
+
+    def on_epoch_end(self, epoch: int, epochs: int) -> None:
+        """Called by the trainer after the last step of epoch ``epoch`` (0-based) of ``epochs``.
+
+        A no-op by default; PromptSRC accumulates its Gaussian prompt aggregate here.
+        Whatever it keeps must be returned by :meth:`resume_state`, so that a run
+        resumed from ``last.pt`` continues exactly.
+        """
+
+    def finish_training(self) -> None:
+        """Called once after the last epoch, before the final checkpoint (default: no-op).
+
+        A method that ends on other weights than its last step's (PromptSRC's
+        Gaussian-weighted average of epochs) swaps them in here.
+        """
+
+    def resume_state(self) -> dict[str, Tensor]:
+        """Training-only state beyond the parameters, saved in ``last.pt`` (default: none).
+
+        It is never part of :meth:`method_state_dict`, so final checkpoints hold
+        exactly the parameters and load back strictly.
+        """
+        return {}
+
+    def load_resume_state(self, state: dict[str, Tensor]) -> None:
+        """Restore what :meth:`resume_state` returned (the trainer calls it on resume)."""
 
     def fit_features(
         self,
