@@ -237,3 +237,22 @@ def test_tcp_matches_the_official_forward_loss_and_gradients(backbone):
 def test_tcp_refuses_a_layer_the_text_encoder_lacks(hf_backbone):
     with pytest.raises(Exception, match=r"method.layer=8: .* blocks 0..1"):
         build_method("tcp", hf_backbone, CLASSNAMES)
+
+
+def test_tcp_preset_follows_the_official_config_and_builds_dassls_adam():
+    from bimors.engine.trainer import make_optimizer
+
+    settings, _ = resolve_preset("tcp", "base2new", "patternnet")
+    method, train = settings["method"], settings["train"]
+    assert (method["n_ctx"], method["ctx_init"], method["layer"]) == (4, "", 8)
+    assert (train["epochs"], train["batch_size"], train["lr"]) == (50, 32, 0.002)
+    assert train["optimizer"] == "adam" and train["weight_decay"] == 0.0005
+    cfg = resolve_config("tcp")
+    opt = make_optimizer([torch.nn.Parameter(torch.zeros(2))], cfg.train)
+    assert type(opt) is torch.optim.Adam  # Dassl's adam: coupled L2 decay, not AdamW
+    group = opt.param_groups[0]
+    assert (group["lr"], group["weight_decay"], tuple(group["betas"])) == (
+        0.002,
+        5e-4,
+        (0.9, 0.999),
+    )

@@ -27,10 +27,10 @@ longest EOS, exact because CLIP's text encoder is causal), never packed.
 
 Deviations: the TKE's width follows the backbone (the official code reshapes to
 512, ViT-B/16's width) and its token count follows ``n_ctx`` (official: 4,
-the same at the official ``n_ctx``); the optimiser is the trainer's SGD
-(official: Adam, lr 0.002), so the preset keeps the official lr, epochs and
-batch with SGD momentum 0.9; ``template`` on RS datasets other than EuroSAT
-is "a photo of a {}.".
+the same at the official ``n_ctx``); ``template`` on RS datasets other than
+EuroSAT is "a photo of a {}.". The preset trains with the official optimiser,
+Dassl's Adam (lr 0.002, its default L2 weight decay 5e-4, betas 0.9/0.999),
+through ``train.optimizer: adam``.
 """
 
 from __future__ import annotations
