@@ -94,3 +94,63 @@ def test_patternnet_label_order_matches_the_published_split_file():
     data = json.loads(SPLIT_FILE.read_text())
     names = {label: name for part in data.values() for _, label, name in part}
     assert tuple(names[i] for i in range(len(names))) == PATTERNNET_LABEL_ORDER
+
+
+# -- methods with no SGD step: closed-form fits and zero-shot CLIP ---------------------------
+def _no_sgd_methods():
+    from bimors.methods import METHODS
+
+    return [n for n in METHODS.names() if METHODS.get(n).closed_form] + ["zeroshot"]
+
+
+@pytest.mark.parametrize("name", _no_sgd_methods())
+def test_bench_times_the_fit_of_methods_without_an_sgd_step(name):
+    opts = BenchOptions(shape="tiny", method=name, classes=4, shots=2, repeats=1, memory=False)
+    out = run_bench(opts)
+    assert out["eval_speedup"] > 0
+    if name == "zeroshot":
+        assert out["kind"] == "none" and "fit" not in out
+        assert out["max_abs_logit_diff"] <= 1e-4
+        return
+    f = out["fit"]
+    assert out["kind"] == "fit" and f["images"] == 8 and f["speedup"] > 0
+    assert f["reference_s"] > 0 and f["fast_s"] > 0 and f["gflop"] >= 0
+    assert set(f["chosen"]) == {"reference", "fast"}
+    if f["same_choices"]:  # same hyper-parameters: the fitted models agree to float noise
+        assert out["max_abs_logit_diff"] <= 1e-3
+    assert "not run" in out["fast_path"]["image_features"]
+
+
+def test_the_fast_fit_reads_every_feature_from_the_cache(tmp_path, monkeypatch):
+    from bimors.perf.workload import Workload
+
+    wl = Workload(BenchOptions(shape="tiny", method="tip_adapter", classes=3, shots=2), tmp_path)
+    with pytest.raises(ConfigError, match="no SGD training step"):
+        wl.train_step(False)
+    wl.prepare()
+
+    def refuse(pixels):
+        raise AssertionError("the image encoder ran in the fast fit")
+
+    monkeypatch.setattr(wl.backbone, "encode_image", refuse)
+    assert wl.fit(False)["train_images"] == 6
+    with pytest.raises(AssertionError, match="image encoder ran"):
+        wl.fit(True)  # the reference fit encodes every image
+
+
+def test_bench_cli_takes_method_options_and_skips_shared_views_for_prompted_encoders(capsys):
+    argv = ["bench", "--json", "--backbone", "tiny", "--repeats", "1", "--no-memory"]
+    sets = ["--set", "prompt_depth_text=2", "--set", "method.prompt_depth_vision=2"]
+    assert main([*argv, "--method", "ivlp", "--classes", "3", *sets]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["config"]["method_options"] == {"prompt_depth_text": 2, "prompt_depth_vision": 2}
+    assert "shared_views" not in out  # IVLP prompts the image encoder: nothing to share
+    assert "no cache" in out["fast_path"]["image_features"]
+    assert out["max_abs_logit_diff"] <= 1e-4
+
+
+def test_bench_cli_prints_a_fit_summary(capsys):
+    argv = ["bench", "--backbone", "tiny", "--repeats", "1", "--no-memory", "--classes", "3"]
+    assert main([*argv, "--method", "tip_adapter_f", "--shots", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "fit speedup" in text and "for 6 images" in text and "eval speedup" in text

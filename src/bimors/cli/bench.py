@@ -19,6 +19,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--adapter", default="hf", choices=["hf", "open_clip"])
     p.add_argument("--method", default="bimors", help="method to train (default: bimors)")
+    p.add_argument(
+        "--set",
+        dest="method_sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a method.* option, e.g. --set prompt_depth_text=2 (IVLP on the tiny CLIP); "
+        "repeatable",
+    )
+    p.add_argument(
+        "--shots",
+        type=int,
+        default=16,
+        help="images per class of a closed-form fit (linear probe, Tip-Adapter; default: 16)",
+    )
     p.add_argument("--batch", type=int, default=4, help="training batch size (default: 4)")
     p.add_argument("--eval-batch", type=int, default=None, help="default: --batch")
     p.add_argument(
@@ -44,9 +59,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bimors.core.config import apply_overrides
     from bimors.perf.bench import run_bench
     from bimors.perf.workload import BenchOptions
 
+    sets = [s.removeprefix("method.") for s in args.method_sets]
+    method_options = apply_overrides({}, sets)
     opts = BenchOptions(
         shape=args.backbone,
         adapter=args.adapter,
@@ -60,10 +78,15 @@ def run(args: argparse.Namespace) -> int:
         grad_checkpointing=args.grad_checkpointing,
         memory=not args.no_memory,
         device=args.device,
+        shots=args.shots,
+        method_options=method_options,
     )
     result = run_bench(opts)
     if args.json:
         print(json.dumps(result, indent=2))
+        return 0
+    if result.get("kind") in ("fit", "none"):
+        _print_fit(result)
         return 0
     print(f"train speedup      {result['train_speedup']:.1f}x")
     if "train_speedup_with_image_encoder" in result:
@@ -97,3 +120,26 @@ def run(args: argparse.Namespace) -> int:
             f"reference {result['peak_rss_mb_reference']:.0f} MiB"
         )
     return 0
+
+
+def _print_fit(result: dict) -> None:
+    """The summary of a method with no SGD step (closed-form fit, or nothing to train)."""
+    if "fit" in result:
+        f = result["fit"]
+        print(
+            f"fit speedup        {f['speedup']:.1f}x ({f['fast_s']:.3f} s vs "
+            f"{f['reference_s']:.3f} s for {f['images']} images, "
+            f"{f['fast_ms_per_image']:.2f} ms per image from the cache)"
+        )
+        if not f["same_choices"]:
+            print(f"  choices differ   reference {f['chosen']['reference']}")
+            print(f"                   fast      {f['chosen']['fast']}")
+    else:
+        print("fit                nothing to train (evaluation only)")
+    print(f"eval speedup       {result['eval_speedup']:.1f}x")
+    print(f"max |logit diff|   {result['max_abs_logit_diff']:.2e} (float32 vs float32)")
+    if "peak_rss_mb_fast" in result:
+        print(
+            f"peak RSS           fast {result['peak_rss_mb_fast']:.0f} MiB, "
+            f"reference {result['peak_rss_mb_reference']:.0f} MiB"
+        )

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from bimors.perf import checksum_cost, default_path
+from bimors.perf.fit_bench import run_fit_bench
 from bimors.perf.flops import count_flops, matmul_rate, sync
 from bimors.perf.memory import measure_in_subprocess
 from bimors.perf.workload import BenchOptions, Workload
@@ -64,13 +65,15 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             "building %s (%s, random weights) and %s", opts.shape, opts.adapter, opts.method
         )
         wl = Workload(opts, Path(tmp))
+        if not wl.trains:  # a closed-form fit or nothing to train: no SGD step to time
+            return run_fit_bench(wl, _timed)
         fill_s = wl.prepare()
         ref32 = wl.logits(True, "fp32")
         fast32 = wl.logits(False, "fp32")
         fast_p = wl.logits(False, wl.precision) if wl.precision != "fp32" else fast32
         # the default step (image encoder every step) is timed part by part
         default_step = default_path.DefaultStep(wl)
-        default_op = "fast_train_step_image_encoder" if opts.cache else "fast_train_step"
+        default_op = "fast_train_step_image_encoder" if wl.cached else "fast_train_step"
         ops: dict[str, Callable[[], object]] = {
             "reference_train_step": lambda: wl.train_step(True),
             "fast_train_step": lambda: wl.train_step(False),
@@ -92,7 +95,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 times[name].append(_timed(fn, device))
         parts = default_step.fastest(opts.repeats)  # before counting FLOPs calls it again
         flops = count_flops(ops["fast_train_step"])
-        flops_default = count_flops(ops[default_op]) if opts.cache else flops
+        flops_default = count_flops(ops[default_op]) if wl.cached else flops
         exact = default_path.exact_round_trip(wl, Path(tmp))
         prompts = wl.method.prompts
         packed = prompts.packed is not None and wl.method.cfg.pack_prompts
@@ -103,7 +106,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             logger.info("peak memory of the %s path (fresh subprocess)", path)
             memory[path] = measure_in_subprocess(opts, path)
     out = _report(opts, wl, times, rates, flops, fill_s, ref32, fast32, fast_p, tokens_fast, memory)
-    out.update(default_path.report(_best(times), flops_default, max(rates), opts.cache, wl, parts))
+    out.update(default_path.report(_best(times), flops_default, max(rates), wl.cached, wl, parts))
     out.update(checksum_cost.report(_best(times)))
     if "shared_views" in out:
         out["shared_views"]["exact"] = exact
@@ -184,8 +187,9 @@ def _report(
         "precision": wl.precision,
         "image_features": (
             "read from the feature cache (image encoder not run in the step)"
-            if opts.cache
+            if wl.cached
             else "image encoder every step"
+            + ("" if not opts.cache else " (the method prompts the image encoder: no cache)")
         ),
         "prompt_encoding": (
             "packed: shared prefix once per image, nothing after EOS, batched, chunked"

@@ -13,6 +13,13 @@ same images and caption vectors:
 Images are random pixels written as PNG files, because the feature cache keys
 entries by file; the reference recipe gets them already decoded (its timing
 excludes decoding, which favours it).
+
+A method fitted in closed form (``Method.closed_form``: linear probe,
+Tip-Adapter, ...) has no training step: its "step" is the whole fit on
+``classes x shots`` images (:meth:`Workload.fit`), the reference fit encoding
+every image in float32, the fast one reading the feature cache as the
+trainer does. A method with nothing to train (zero-shot CLIP) has evaluation
+only.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +42,7 @@ from bimors.data.split import Sample
 from bimors.data.transforms import build_transform
 from bimors.demo.tiny import CLIP_MEAN, CLIP_STD, build_hf_clip, build_open_clip, clip_shape
 from bimors.engine.data import TaskData
+from bimors.engine.extract import extract_features
 from bimors.engine.feature_cache import FeatureCache
 from bimors.engine.features import CachedFeatures, FeatureSource
 from bimors.engine.precision import autocast, resolve_precision
@@ -71,6 +80,9 @@ class BenchOptions:
     device: str = "cpu"
     seed: int = 0
     caption_dim: int = 768  # bert-base-uncased
+    shots: int = 16  # training images per class of a closed-form fit
+    #: ``method.*`` options, e.g. {"prompt_depth_text": 2} for IVLP on the 2-block tiny CLIP
+    method_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         clip_shape(self.shape)
@@ -78,7 +90,7 @@ class BenchOptions:
             raise ConfigError(f"bench adapter must be hf or open_clip, not {self.adapter!r}")
         if not 1 <= self.classes <= len(PATTERNNET_LABEL_ORDER):
             raise ConfigError(f"classes must be 1..{len(PATTERNNET_LABEL_ORDER)} (PatternNet's)")
-        for name in ("batch", "repeats"):
+        for name in ("batch", "repeats", "shots"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1")
         if self.eval_batch is not None and self.eval_batch < 1:
@@ -122,9 +134,16 @@ class Workload:
             opts.method,
             self.backbone,
             self.classnames,
-            {"grad_checkpointing": opts.grad_checkpointing},
+            {**opts.method_options, "grad_checkpointing": opts.grad_checkpointing},
             caption_dim=opts.caption_dim,
         )
+        kind = type(self.method)
+        #: fitted in closed form: the timed "step" is the whole fit
+        self.fits = kind.closed_form
+        #: trained by SGD (zero-shot CLIP has nothing to train)
+        self.trains = not self.fits and bool(self.method.trainable_parameters())
+        #: the fast path really reads cached image features (not for prompted image towers)
+        self.cached = opts.cache and kind.frozen_image_features
         self.optimizer = torch.optim.SGD(
             self.method.trainable_parameters() or [torch.zeros(1, requires_grad=True)],
             lr=0.009,
@@ -132,8 +151,10 @@ class Workload:
             weight_decay=5e-4,
         )
         eval_batch = opts.eval_batch or opts.batch
-        n_images = max(opts.batch, eval_batch)
-        images = _random_images(workdir / "images", n_images, self.backbone.preprocess, opts.seed)
+        n_images = max(opts.batch, eval_batch, opts.classes * opts.shots if self.fits else 0)
+        images = _random_images(
+            workdir / "images", n_images, self.backbone.preprocess, opts.seed, opts.classes
+        )
         gen = torch.Generator().manual_seed(opts.seed)
         captions = torch.randn(n_images, opts.caption_dim, generator=gen)
         self.data = TaskData(images, self.classnames, captions)
@@ -152,7 +173,32 @@ class Workload:
         if self.opts.cache:
             for batch in {self.opts.batch, self.eval_batch}:
                 self._loader(batch, self.precision)
+            if self.fits:
+                self._fit_features(False, self.precision)
         return time.perf_counter() - start
+
+    def _fit_features(self, reference: bool, precision: str) -> tuple[ImageFeatures, Tensor]:
+        """Features of every image as the trainer's closed-form path extracts them."""
+        source = None if reference else self.source
+        return extract_features(self.method, self.data, self.eval_batch, precision, source=source)
+
+    def fit(self, reference: bool, precision: str | None = None) -> dict[str, Any]:
+        """One whole closed-form fit on ``classes x shots`` images (validation: the same).
+
+        The reference fit runs the image encoder on every image in float32; the
+        fast one reads the feature cache (filled by :meth:`prepare`). The same
+        features serve as the validation split some fits search on: the timing
+        is that of a validation split as large as the training one.
+        """
+        if not self.fits:
+            raise ConfigError(f"method {self.opts.method!r} is not fitted in closed form")
+        precision = "fp32" if reference else (precision or self.precision)
+        self.method.reference_recipe = reference  # the text side too (Tip-Adapter's search)
+        torch.manual_seed(self.opts.seed)
+        x, y = self._fit_features(reference, precision)
+        info = self.method.fit_features(x, y, x, y)
+        self.method.train()
+        return info
 
     def _loader(self, batch: int, precision: str):
         """The cached loader of the first images in batches of ``batch`` (filled on creation)."""
@@ -166,7 +212,7 @@ class Workload:
     # -- the two paths --------------------------------------------------------------------------
     def features(self, reference: bool, batch: int, precision: str) -> ImageFeatures:
         """Image features of the first ``batch`` images as the path gets them."""
-        if reference or not self.opts.cache:
+        if reference or not self.cached:
             return self.method.image_features(self.pixels[:batch])
         loader = self._loader(batch, precision)
         return self.source.image_features(self.method, next(iter(loader)), self.device)
@@ -181,6 +227,8 @@ class Workload:
 
     def train_step(self, reference: bool, image_encoder: bool = False) -> float:
         """One optimiser step; ``image_encoder`` forces the fast path to run the image encoder."""
+        if not self.trains:
+            raise ConfigError(f"method {self.opts.method!r} has no SGD training step")
         batch = self.opts.batch
         m = self.method
         m.reference_recipe = reference
@@ -207,13 +255,16 @@ class Workload:
             m.train()
 
 
-def _random_images(folder: Path, n: int, pre: Preprocess, seed: int) -> ImageDataset:
-    """``n`` random RGB PNGs of the backbone's input size, as a dataset with its test transform."""
+def _random_images(folder: Path, n: int, pre: Preprocess, seed: int, classes: int) -> ImageDataset:
+    """``n`` random RGB PNGs of the backbone's input size, as a dataset with its test transform.
+
+    Image i is labelled ``i % classes``, as the training steps' labels are.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     samples = []
     for i in range(n):
         arr = rng.integers(0, 256, size=(pre.image_size, pre.image_size, 3), dtype=np.uint8)
         Image.fromarray(arr).save(folder / f"{i:04d}.png")
-        samples.append(Sample(f"{i:04d}.png", i, f"image{i}"))
+        samples.append(Sample(f"{i:04d}.png", i % classes, f"image{i}"))
     return ImageDataset(folder, samples, build_transform(pre, train=False))
