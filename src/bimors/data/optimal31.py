@@ -18,7 +18,7 @@ ones fewshot_RSVLMs puts into prompts (``data.classnames=readable``).
 from __future__ import annotations
 
 from bimors.data.base import SceneDataset
-from bimors.data.info import DatasetInfo
+from bimors.data.info import DatasetInfo, HubSource
 
 READABLE = {
     "airplane": "airplane", "airport": "airport", "baseballdiamond": "baseball diamond",
@@ -54,4 +54,8 @@ class OPTIMAL31(SceneDataset):
         images=1860,
         manual="download the Hugging Face dataset jonathan-roberts1/Optimal-31 and write its "
         "images into <root>/images/<class>/ (class names lower case, words joined)",
+        hub=HubSource(
+            "jonathan-roberts1/Optimal-31",
+            note="the copy fewshot_RSVLMs reads",
+        ),
     )

@@ -16,7 +16,7 @@ names are the ones fewshot_RSVLMs puts into prompts.
 from __future__ import annotations
 
 from bimors.data.base import SceneDataset
-from bimors.data.info import DatasetInfo
+from bimors.data.info import DatasetInfo, HubSource
 
 READABLE = {
     "denseforest": "dense forest", "grassland": "grassland", "harbor": "harbor",
@@ -44,4 +44,8 @@ class RSC11(SceneDataset):
         images=1232,
         manual="download the Hugging Face dataset jonathan-roberts1/RS_C11 and write its "
         "images into <root>/images/<class>/ (class names lower case, words joined)",
+        hub=HubSource(
+            "jonathan-roberts1/RS_C11",
+            note="the copy fewshot_RSVLMs reads",
+        ),
     )

@@ -16,7 +16,7 @@ names are the ones fewshot_RSVLMs puts into prompts.
 from __future__ import annotations
 
 from bimors.data.base import SceneDataset
-from bimors.data.info import DatasetInfo
+from bimors.data.info import DatasetInfo, HubSource
 
 READABLE = {
     "airplane": "airplane", "airportrunway": "airport runway",
@@ -53,4 +53,9 @@ class RSICB256(SceneDataset):
         images=None,
         manual="download the Hugging Face dataset jonathan-roberts1/RSI-CB256 and write its "
         "images into <root>/images/<class>/ (class names lower case, words joined)",
+        hub=HubSource(
+            "jonathan-roberts1/RSI-CB256",
+            label_column="label_2",
+            note="the copy fewshot_RSVLMs reads (fine classes: label_2)",
+        ),
     )
