@@ -174,3 +174,22 @@ def test_hub_missing_pyarrow_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_pyarrow)
     with pytest.raises(DataError, match=r"bimors\[hub\]"):
         materialise(DATASETS.get("rsc11"), tmp_path / "RSC11", repo)
+
+
+def test_hub_image_folder_repository_and_data_list(tmp_path, capsys):
+    from bimors.data.hub import materialise
+    from tests.data.fakes import write_image
+
+    repo = tmp_path / "hf"
+    for n, name in enumerate(RSC11_HF_NAMES):
+        for i in range(3):
+            write_image(repo / "train" / name.replace(" ", "_") / f"{i}.png", n * 10 + i)
+    root = tmp_path / "RSC11"
+    materialise(DATASETS.get("rsc11"), root, repo)
+    assert (root / "images" / "storagetanks" / "2.png").is_file()
+    assert main(["data", "verify", "rsc11", "--root", str(root)]) == 0
+    capsys.readouterr()
+    assert main(["data", "list", "rsicb256"]) == 0
+    out = capsys.readouterr().out
+    assert "jonathan-roberts1/RSI-CB256 (label column label_2)" in out
+    assert "'riverprotectionforest' -> 'river protection forest'" in out
