@@ -37,6 +37,8 @@ def file_name(cls: type[SceneDataset], classname: str, i: int) -> str:
         return f"{classname.replace('_', '')}{i}.jpg"
     if cls.name == "ucmerced":
         return f"{classname}{i:02d}.tif"
+    if cls.name in ("optimal31", "rsc11", "rsicb128", "rsicb256"):
+        return f"{classname}_{i + 1}.png"  # as fewshot_RSVLMs writes them
     if cls.name in ("aid", "whurs19"):
         return f"{classname.lower()}_{i}.jpg"
     return f"{classname}_{i}.jpg"

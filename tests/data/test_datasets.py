@@ -25,6 +25,7 @@ def test_registry_lists_every_dataset_of_the_issue():
     expected = {
         "patternnet", "rsicd", "resisc45", "mlrsnet", "patternnetv2", "rsicdv2", "resisc45v2",
         "mlrsnetv2", "ucmerced", "eurosat", "aid", "whurs19", "imagefolder",
+        "optimal31", "rsc11", "rsicb128", "rsicb256",
     }  # fmt: skip
     assert expected <= set(DATASETS.names())
 
@@ -172,7 +173,10 @@ def test_prompt_names_reference_and_readable():
 
 
 def test_label_orders_of_seeded_datasets_are_sorted_folder_names():
-    for name in ("mlrsnet", "ucmerced", "eurosat", "aid", "whurs19"):
+    for name in (
+        "mlrsnet", "ucmerced", "eurosat", "aid", "whurs19",
+        "optimal31", "rsc11", "rsicb128", "rsicb256",
+    ):  # fmt: skip
         classes = list(DATASETS.get(name).classes)
         assert classes == sorted(classes, key=str.lower), name
 

@@ -29,6 +29,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--mirror", action="append", default=[], help="an extra URL for the archive (tried first)"
     )
     dl.add_argument("--no-extract", action="store_true", help="keep the archive packed")
+    dl.add_argument(
+        "--source",
+        choices=("archive", "hub"),
+        help="archive (default where one exists) or hub (the Hugging Face dataset repository)",
+    )
+    dl.add_argument("--hub-path", help="a local copy of the Hugging Face repository (offline)")
     dl.set_defaults(func=run_download)
 
     vf = dsub.add_parser("verify", help="check layout, counts and that every image decodes")
@@ -114,7 +120,15 @@ def run_list(args: argparse.Namespace) -> int:
         cls = DATASETS.get(name)
         n_cls = str(len(cls.classes)) if cls.classes else "-"
         n_img = str(cls.info.images) if cls.info.images else "-"
-        how = "auto" if cls.info.archive else "manual" if cls.folder else "-"
+        how = (
+            "auto"
+            if cls.info.archive
+            else "hub"
+            if cls.info.hub
+            else "manual"
+            if cls.folder
+            else "-"
+        )
         line = f"{name:13s} {n_cls:>7s} {n_img:>7s}  {split_kind(cls):30s} {how:8s}"
         if args.root:
             st = dataset_status(cls, args.root)
@@ -133,11 +147,15 @@ def run_download(args: argparse.Namespace) -> int:
     if not cls.folder:
         print(f"{args.name} is your own data: nothing to download", file=sys.stderr)
         return 1
-    out = obtain(cls, args.root, args.mirror, not args.no_extract, _progress())
+    out = obtain(
+        cls, args.root, args.mirror, not args.no_extract, _progress(), args.source, args.hub_path
+    )
     if out.split_file:
         print(f"published split: {out.split_file} (SHA-256 checked)")
     if out.archive:
         print(f"archive: {out.archive} (checksum checked)")
+    if out.hub:
+        print(f"images from {cls.info.hub.repo}: {out.hub}")
     for problem in out.layout_problems:
         print(f"layout: {problem}", file=sys.stderr)
     if out.manual:

@@ -13,10 +13,14 @@ from bimors.data.eurosat import EuroSAT
 from bimors.data.imagefolder import ImageFolder
 from bimors.data.mlrsnet import MLRSNet
 from bimors.data.mlrsnetv2 import MLRSNetv2
+from bimors.data.optimal31 import OPTIMAL31
 from bimors.data.patternnet import PatternNet
 from bimors.data.patternnetv2 import PatternNetv2
 from bimors.data.resisc45 import RESISC45
 from bimors.data.resisc45v2 import RESISC45v2
+from bimors.data.rsc11 import RSC11
+from bimors.data.rsicb128 import RSICB128
+from bimors.data.rsicb256 import RSICB256
 from bimors.data.rsicd import RSICD
 from bimors.data.rsicdv2 import RSICDv2
 from bimors.data.synthetic import SyntheticScenes
@@ -37,6 +41,10 @@ for _cls in (
     EuroSAT,
     AID,
     WHURS19,
+    OPTIMAL31,
+    RSC11,
+    RSICB128,
+    RSICB256,
     ImageFolder,
     SyntheticScenes,
 ):

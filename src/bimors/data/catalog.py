@@ -83,6 +83,10 @@ def describe(cls: type[SceneDataset]) -> list[tuple[str, str]]:
         rows.append(("download", ", ".join(info.archive.urls)))
         if info.archive.note:
             rows.append(("download note", info.archive.note))
-    else:
+    elif not info.hub:
         rows.append(("download", "manual: " + (info.manual or "see the source")))
+    if info.hub:
+        rows.append(("hugging face", f"{info.hub.repo} (label column {info.hub.label_column})"))
+        if info.hub.note:
+            rows.append(("hub note", info.hub.note))
     return rows

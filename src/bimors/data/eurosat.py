@@ -15,7 +15,7 @@ Readable names are the descriptive forms the CoOp family uses for prompts.
 from __future__ import annotations
 
 from bimors.data.base import SceneDataset
-from bimors.data.info import Archive, DatasetInfo
+from bimors.data.info import Archive, DatasetInfo, HubSource
 
 CLASSES = (
     "AnnualCrop", "Forest", "HerbaceousVegetation", "Highway", "Industrial", "Pasture",
@@ -57,5 +57,10 @@ class EuroSAT(SceneDataset):
             filename="EuroSAT.zip",
             md5="c8fa014336c82ac7804f0398fcb19387",
             note="authors' RGB archive (mirrored by TorchGeo); MD5 as pinned by torchvision",
+        ),
+        hub=HubSource(
+            "blanchon/EuroSAT_RGB",
+            note="the copy fewshot_RSVLMs reads; its file names may differ from the "
+            "archive's, and so may the seeded split",
         ),
     )

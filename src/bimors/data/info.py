@@ -36,6 +36,29 @@ class Archive:
 
 
 @dataclasses.dataclass(frozen=True)
+class HubSource:
+    """A Hugging Face dataset repository that ``bimors data download`` can materialise.
+
+    The repository holds parquet shards (an ``image`` struct of bytes and path,
+    and a label column whose ``ClassLabel`` names are in the README's
+    ``dataset_info``) or class folders of images. Labels map to the dataset's
+    class folders by name (case, spaces, ``_`` and ``-`` ignored).
+
+    Attributes:
+        repo: the dataset repository, ``owner/name``.
+        label_column: the column holding the class label.
+        revision: a commit or tag to pin, or None for the default branch (the
+            commit actually used is recorded in the marker file).
+        note: where the source comes from, so a user can judge it.
+    """
+
+    repo: str
+    label_column: str = "label"
+    revision: str | None = None
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class DatasetInfo:
     """Facts about one dataset, shown by ``bimors data list NAME``.
 
@@ -47,6 +70,7 @@ class DatasetInfo:
         layout: the expected folder layout under ``--root``.
         images: number of images the loader expects (None where unknown).
         archive: a public archive to download, or None where a manual step is needed.
+        hub: a Hugging Face dataset repository to materialise, or None.
         manual: what the user must do by hand when ``archive`` is None.
     """
 
@@ -58,3 +82,4 @@ class DatasetInfo:
     images: int | None = None
     archive: Archive | None = None
     manual: str = ""
+    hub: HubSource | None = None

@@ -4,6 +4,9 @@ A dataset's published split is fetched into the user cache and checked; its
 images are downloaded (checksummed, resumable) and extracted into the dataset
 folder where a public archive exists. Where the source needs a manual step
 (a browser, a login, RAR archives), the instructions are returned instead.
+A dataset with a Hugging Face repository (``info.hub``) can be materialised
+from it instead (``source="hub"``; the default where no archive exists),
+and the copy is then checked as ``bimors data verify`` checks it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from bimors.core.errors import DataError
 from bimors.data.base import SceneDataset
 from bimors.data.download import download_file, extract_archive
 from bimors.data.published import fetch_split
@@ -26,6 +30,7 @@ class Obtained:
 
     split_file: Path | None = None
     archive: Path | None = None
+    hub: Path | None = None
     manual: str = ""
     layout_problems: list[str] = dataclasses.field(default_factory=list)
 
@@ -36,6 +41,8 @@ def obtain(
     mirrors: Sequence[str] = (),
     extract: bool = True,
     progress: bool = False,
+    source: str | None = None,
+    hub_snapshot: str | Path | None = None,
 ) -> Obtained:
     """Download ``cls``'s published split and public archive into ``root``.
 
@@ -45,6 +52,8 @@ def obtain(
         mirrors: URLs tried before the built-in ones (same bytes, same pinned checksum).
         extract: unpack the archive after the download.
         progress: show progress bars.
+        source: ``archive`` or ``hub``; None: the archive if there is one, else the hub.
+        hub_snapshot: a local copy of the Hugging Face repository (offline use).
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -52,6 +61,20 @@ def obtain(
     if cls.published is not None:
         out.split_file = fetch_split(cls.published, progress=progress)
     archive = cls.info.archive
+    if source is None:
+        source = "archive" if archive is not None or cls.info.hub is None else "hub"
+    if source not in ("archive", "hub"):
+        raise DataError(f"download source {source!r}: choose archive or hub")
+    if source == "hub":
+        if cls.info.hub is None:
+            raise DataError(f"{cls.name} has no Hugging Face source; use --source archive")
+        from bimors.data.hub import materialise
+        from bimors.data.verify import verify_dataset
+
+        out.hub = materialise(cls, root, hub_snapshot)
+        report = verify_dataset(cls(root, fetch=False), decode=False)
+        out.layout_problems = [str(p) for p in report.errors]
+        return out
     if archive is None:
         out.manual = cls.info.manual or f"see {cls.info.source}"
         return out

@@ -12,7 +12,7 @@ Remote Sens. 145 (2018) 197-209, doi:10.1016/j.isprsjprs.2018.01.004.
 from __future__ import annotations
 
 from bimors.data.base import SceneDataset
-from bimors.data.info import Archive, DatasetInfo
+from bimors.data.info import Archive, DatasetInfo, HubSource
 from bimors.data.published import PUBLISHED_SPLITS
 
 #: Label order of the published split (APPLeNet ``patternnet.json``); not alphabetical.
@@ -49,5 +49,10 @@ class PatternNet(SceneDataset):
             filename="PatternNet.zip",
             sha256="456dd031950b0429518b8ec7d30a5c4b3f6456261ee1dd573a3eee43efb29958",
             note="TorchGeo's mirror of the authors' archive; pin from TorchGeo's code",
+        ),
+        hub=HubSource(
+            "blanchon/PatternNet",
+            note="the copy fewshot_RSVLMs reads; the published split needs the original "
+            "file names, checked after the download",
         ),
     )

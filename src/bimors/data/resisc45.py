@@ -12,7 +12,7 @@ Benchmark and State of the Art", Proc. IEEE 105(10) 2017, 1865-1883.
 from __future__ import annotations
 
 from bimors.data.base import SceneDataset
-from bimors.data.info import Archive, DatasetInfo
+from bimors.data.info import Archive, DatasetInfo, HubSource
 from bimors.data.published import PUBLISHED_SPLITS
 
 #: Label order of the published split (APPLeNet ``resisc45.json``); not alphabetical.
@@ -51,5 +51,10 @@ class RESISC45(SceneDataset):
             filename="NWPU-RESISC45.zip",
             md5="75206b2e16446591afa88e2628744886",
             note="TorchGeo's mirror; MD5 from TorchGeo's code (no SHA-256 published)",
+        ),
+        hub=HubSource(
+            "timm/resisc45",
+            note="the copy fewshot_RSVLMs reads; the published split needs the original "
+            "file names, checked after the download",
         ),
     )

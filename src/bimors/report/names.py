@@ -69,6 +69,10 @@ DATASET_LABELS = {
     "aid": "AID",
     "whurs19": "WHU-RS19",
     "average": "Average",
+    "optimal31": "OPTIMAL-31",
+    "rsc11": "RSC11",
+    "rsicb128": "RSI-CB128",
+    "rsicb256": "RSI-CB256",
 }
 
 
