@@ -29,6 +29,8 @@ PAPER_ORDER = (
     "ivlp",
     "tip_adapter",
     "tip_adapter_f",
+    "lp_pp",
+    "clap",
 )
 
 METHOD_LABELS = {
@@ -49,6 +51,8 @@ METHOD_LABELS = {
     "ivlp": "IVLP",
     "tip_adapter": "Tip-Adapter",
     "tip_adapter_f": "Tip-Adapter-F",
+    "lp_pp": "LP++",
+    "clap": "CLAP",
 }
 
 DATASET_LABELS = {
