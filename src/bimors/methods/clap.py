@@ -175,7 +175,7 @@ class CLAP(TemplateMethod):
             self.prototypes.copy_(protos.detach())
             self.multipliers.copy_(lam)
             self.fitted.fill_(1.0)
-        drift = float((protos - base).pow(2).sum(-1).mean())
+        drift = float((protos.detach() - base).pow(2).sum(-1).mean())
         logger.info("CLAP: %d epochs, mean squared drift from zero-shot %.4g", cfg.epochs, drift)
         return {
             "train_images": n,
@@ -193,4 +193,6 @@ class CLAP(TemplateMethod):
             rows = torch.tensor([max(r, 0) for r in self._rows], device=text.device)
             fitted = F.normalize(self.prototypes[rows].float(), dim=-1)
             text = torch.where(seen.unsqueeze(1), fitted, text)
-        return prompt_logits(self.backbone.logit_scale, F.normalize(feats.pooled.float(), -1), text)
+        return prompt_logits(
+            self.backbone.logit_scale, F.normalize(feats.pooled.float(), dim=-1), text
+        )

@@ -13,7 +13,7 @@ Fitted by full-batch gradient descent on the cross-entropy, ``train_epoch``
 - ``W`` starts as the class SUMS of the training features (``compute_centroids``
   has its division by the count commented out); ``b`` starts as ``nn.Linear``'s
   default uniform(-1/sqrt(E), 1/sqrt(E)) draw (seeded by ``method.seed``);
-- ``alpha`` starts, for every class, at ``250 * mean_{c,k} mean_{i: y_i=c} f_i.t_k``
+- ``alpha`` starts, for every class, at ``250 * mean_c mean_{i: y_i=c} f_i.t_c``
   (``calculate_init_alpha``: the ``shots`` factors cancel);
 - ``W`` and ``b``: SGD with momentum 0.9 at ``lr_w = 4 N / lambda_max(F^T F)``
   (``calculate_lr_w``); ``alpha``: every 10th iteration ``alpha -= lr_alpha *
@@ -81,7 +81,9 @@ def lp_pp_init(f: Tensor, y: Tensor, text: Tensor, n_cls: int, scale: float = 25
     onehot = F.one_hot(y, n_cls).to(f.dtype)
     sums = onehot.t() @ f
     ft = f @ text.t()
-    alpha0 = scale * ((onehot.t() @ ft) / onehot.sum(0).unsqueeze(1)).mean()
+    # the mean text logit of each class's own images (``compute_centroids_alpha`` multiplies
+    # the one-hot labels with the logits element-wise: the diagonal), averaged over classes
+    alpha0 = scale * ((onehot * ft).sum(0) / onehot.sum(0)).mean()
     lam = torch.linalg.eigvalsh((f.t() @ f).double()).max()
     lr_w = float(4 * len(y) / lam)
     lr_alpha = float(len(y) / (4 * ft.pow(2).sum(0).max()))
