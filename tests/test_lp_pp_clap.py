@@ -62,7 +62,7 @@ def _official_lp_pp(f, y, vf, vy, clip_weights, epochs, bias0):
     return best, best_acc
 
 
-def _bias0(dim, k=len(CLASSNAMES), seed=1):
+def _bias0(dim, k=5, seed=1):  # 5: len(CLASSNAMES)
     # nn.Linear's default bias draw, from the method's seeded generator
     b = 1.0 / dim**0.5
     return torch.empty(k).uniform_(-b, b, generator=torch.Generator().manual_seed(seed))

@@ -179,7 +179,7 @@ class CLAP(TemplateMethod):
         logger.info("CLAP: %d epochs, mean squared drift from zero-shot %.4g", cfg.epochs, drift)
         return {
             "train_images": n,
-            "final_loss": float(loss),
+            "final_loss": float(loss.detach()),
             "mean_init_multiplier": float(lam0.mean()),
             "mean_sq_drift": drift,
         }
