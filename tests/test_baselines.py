@@ -76,6 +76,8 @@ def test_registry_holds_every_baseline():
         "clip_lora",
         "tip_adapter",
         "tip_adapter_f",
+        "lp_pp",
+        "clap",
     ]
 
 
