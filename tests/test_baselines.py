@@ -79,6 +79,8 @@ def test_registry_holds_every_baseline():
         "tip_adapter",
         "tip_adapter_f",
         "taskres",
+        "lp_pp",
+        "clap",
     ]
 
 

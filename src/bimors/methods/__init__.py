@@ -10,6 +10,7 @@ from bimors.core.registry import Registry
 from bimors.methods.applenet import APPLeNet
 from bimors.methods.base import Method, MethodConfig
 from bimors.methods.bimors import BiMoRS
+from bimors.methods.clap import CLAP
 from bimors.methods.clip_adapter import CLIPAdapter
 from bimors.methods.clip_lora import CLIPLoRA
 from bimors.methods.cocoop import CoCoOp
@@ -17,6 +18,7 @@ from bimors.methods.coop import CoOp
 from bimors.methods.ivlp import IVLP
 from bimors.methods.kgcoop import KgCoOp
 from bimors.methods.linear_probe import LinearProbe
+from bimors.methods.lp_pp import LPpp
 from bimors.methods.maple import MaPLe
 from bimors.methods.prograd import ProGrad
 from bimors.methods.promptsrc import PromptSRC
@@ -45,6 +47,8 @@ for _cls in (
     TipAdapter,
     TipAdapterF,
     TaskRes,
+    LPpp,
+    CLAP,
 ):
     METHODS.register(_cls.name)(_cls)
 

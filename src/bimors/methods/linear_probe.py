@@ -73,6 +73,33 @@ def search_c(fit_score, grid: list[float], steps: int) -> tuple[float, Any]:
     return c_final, model
 
 
+def fitted_rows(label: str, fitted: list[str], classnames: list[str], cfg: Any) -> list[int] | None:
+    """Rows of ``classnames`` among the ``fitted`` classes, or None when some were never seen.
+
+    A classifier fitted on a class set has no weights for other classes; with
+    ``cfg.unseen == "zeroshot"`` the caller then scores the whole class set by
+    zero-shot CLIP with ``cfg.template`` (logged here), with ``"error"`` this refuses.
+    """
+    known = {name: i for i, name in enumerate(fitted)}
+    if set(classnames) <= set(known):
+        return [known[n] for n in classnames]
+    unseen = sorted(set(classnames) - set(known))
+    if cfg.unseen == "error":
+        raise ValueError(
+            f"the {label} was fitted without classes {unseen}; it cannot score "
+            "them (set method.unseen=zeroshot to fall back to zero-shot CLIP)"
+        )
+    logger.warning(
+        "%s: %d classes outside the fitted set (%s...); this class set is "
+        "scored by zero-shot CLIP with template %r",
+        label,
+        len(unseen),
+        ", ".join(unseen[:3]),
+        cfg.template,
+    )
+    return None
+
+
 class LinearProbe(TemplateMethod):
     name = "linear_probe"
     config_cls = LinearProbeConfig
@@ -97,22 +124,7 @@ class LinearProbe(TemplateMethod):
 
     def set_classnames(self, classnames: list[str]) -> None:
         super().set_classnames(classnames)
-        known = {name: i for i, name in enumerate(self.fitted_classnames)}
-        self._rows = [known[n] for n in classnames] if set(classnames) <= set(known) else None
-        if self._rows is None:
-            unseen = sorted(set(classnames) - set(known))
-            if self.cfg.unseen == "error":
-                raise ValueError(
-                    f"the linear probe was fitted without classes {unseen}; it cannot score "
-                    "them (set method.unseen=zeroshot to fall back to zero-shot CLIP)"
-                )
-            logger.warning(
-                "linear probe: %d classes outside the fitted set (%s...); this class set is "
-                "scored by zero-shot CLIP with template %r",
-                len(unseen),
-                ", ".join(unseen[:3]),
-                self.cfg.template,
-            )
+        self._rows = fitted_rows("linear probe", self.fitted_classnames, classnames, self.cfg)
 
     @property
     def fallback(self) -> str | None:

@@ -136,6 +136,7 @@ class ClassPrompts(nn.Module):
         pack: bool = True,
         checkpoint: bool = False,
         deeper: Sequence[Tensor] = (),
+        normalize: bool = True,
     ) -> Tensor:
         """L2-normalised text features: (C, E), or (B, C, E) for per-image context.
 
@@ -149,12 +150,14 @@ class ClassPrompts(nn.Module):
             deeper: deep context (n_ctx, D) per block after the first, replacing
                 the context slots inside the encoder (MaPLe); such prompts take the
                 padded path, since the packed prefix is encoded without them.
+            normalize: False gives the raw projected embeddings (CLAP's prototypes
+                start from them and its penalty measures distances between them).
         """
         if pack and self.packed is not None and not deeper:
             feats = self._encode_packed(backbone, ctx, chunk_size, checkpoint)
         else:
             feats = self._encode_padded(backbone, ctx, chunk_size, checkpoint, deeper)
-        return F.normalize(feats, dim=-1)
+        return F.normalize(feats, dim=-1) if normalize else feats
 
     def _encode_padded(
         self,

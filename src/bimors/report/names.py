@@ -31,6 +31,8 @@ PAPER_ORDER = (
     "tip_adapter",
     "tip_adapter_f",
     "taskres",
+    "lp_pp",
+    "clap",
 )
 
 METHOD_LABELS = {
@@ -53,6 +55,8 @@ METHOD_LABELS = {
     "tip_adapter": "Tip-Adapter",
     "tip_adapter_f": "Tip-Adapter-F",
     "taskres": "TaskRes",
+    "lp_pp": "LP++",
+    "clap": "CLAP",
 }
 
 DATASET_LABELS = {
