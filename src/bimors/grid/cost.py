@@ -34,6 +34,15 @@ METHOD_FACTOR: dict[str, float] = {
     "bimors": 1.5,
     "cocoop": 4.0,
     "taskres": 0.05,  # a residual on cached features; the base is encoded once
+    "kgcoop": 1.0,  # CoOp plus hand-prompt features encoded once
+    "tcp": 1.2,  # class prompts encoded as separate sequences (not packed)
+    "ivlp": 1.3,  # prompts in both towers, as MaPLe
+    "promptsrc": 1.6,  # IVLP plus frozen image/text passes for its regularisers
+    "clip_lora": 2.0,  # the image and text encoders train (no cache)
+    "tip_adapter": 0.05,  # closed-form fits on cached features
+    "tip_adapter_f": 0.05,
+    "lp_pp": 0.05,
+    "clap": 0.05,
 }
 #: Where a dataset states no classes or image count (e.g. folders given by --root).
 DEFAULT_CLASSES = 10
