@@ -101,7 +101,7 @@ def _grid(env, runs, method, extra=()):  # noqa: F811
     ]  # fmt: skip
 
 
-def test_base_to_new_grid_runs_resumes_and_reports(env, tmp_path, capsys):  # noqa: F811
+def test_base_to_new_grid_of_the_four_runs_resumes_and_reports(env, tmp_path, capsys):  # noqa: F811
     runs = tmp_path / "runs"
     # TCP injects before text block 1 of the tiny CLIP's 2 (official: 8 of 12), so it gets
     # its own invocation: the other methods have no method.layer field
@@ -109,10 +109,14 @@ def test_base_to_new_grid_runs_resumes_and_reports(env, tmp_path, capsys):  # no
         "kgcoop": _grid(env, runs, "kgcoop"),
         "tcp": _grid(env, runs, "tcp", ["--set", "method.layer=1"]),
     }
+    # IVLP and PromptSRC prompt 9 blocks of each tower officially; the tiny CLIP has 2
+    depth = ["--set", "method.prompt_depth_text=2", "--set", "method.prompt_depth_vision=2"]
+    for m in ("ivlp", "promptsrc"):
+        argvs[m] = _grid(env, runs, m, depth)
     for argv in argvs.values():
         assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "| TCP | " in out
+    assert "| TCP | " in out and "| PromptSRC | " in out
     stamps = {}
     for m in argvs:
         cell = runs / "base2new" / "synthetic" / m / "seed1"
@@ -126,7 +130,8 @@ def test_base_to_new_grid_runs_resumes_and_reports(env, tmp_path, capsys):  # no
         ).stat().st_mtime_ns == stamp
     assert main(["-q", "report", str(runs)]) == 0
     report = capsys.readouterr().out + (runs / "report.md").read_text()
-    assert "| KgCoOp | " in report and "| TCP | " in report
+    for label in ("KgCoOp", "TCP", "IVLP", "PromptSRC"):
+        assert f"| {label} | " in report, label
 
 
 # -- TCP -------------------------------------------------------------------------------------
