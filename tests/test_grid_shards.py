@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -84,6 +85,10 @@ def test_list_prints_each_run_with_its_own_command(env, tmp_path, capsys):  # no
     assert rows[2]["run"].endswith("base2new/synthetic/coop/seed1")
     assert "--method coop --seeds 1" in rows[2]["command"] and "--list" not in rows[2]["command"]
     assert not (tmp_path / "runs").exists()  # listing does no work
+    assert "--caption" not in rows[2]["command"]
+    assert main(["-q", *_grid_args(env, tmp_path / "runs", "--list", "--caption")]) == 0
+    flagged = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert flagged and all("--caption" in shlex.split(r["command"]) for r in flagged)
     assert main(["-q", *_grid_args(env, tmp_path / "runs", "--list", "--shard", "2/3")]) == 0
     # shards are dealt by cost, longest first to the least-loaded: the trained runs spread first
     shard = [json.loads(x) for x in capsys.readouterr().out.splitlines()]

@@ -129,6 +129,10 @@ def list_runs(args: argparse.Namespace) -> list[dict[str, object]]:
         common += ["--set", item]
     for item in args.store:
         common += ["--store", item]
+    if args.caption:  # one run alone must fill its own captions, as the grid would
+        common.append("--caption")
+    if args.overwrite:
+        common.append("--overwrite")
     sweep = parse_sweeps(sweeps_of(args))
     sweep.check_methods(args.method)
     user = apply_overrides(load_yaml(args.config) if args.config else {}, args.overrides)
