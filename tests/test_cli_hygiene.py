@@ -37,3 +37,29 @@ def test_fewshot_print_commands_writes_nothing_and_its_first_command_prepares(tm
     )
     assert main(["-q", "demo", "--fewshot", "--prepare", "--out", str(out)]) == 0
     assert (out / "models" / "clip-hf-seed1").is_dir() and (out / "data" / "synthetic").is_dir()
+
+
+def test_each_demo_advertises_a_real_run_of_its_own_protocol_that_parses(tmp_path, capsys):
+    import shlex
+
+    from bimors.cli.demo import _print_grid_demo
+    from bimors.demo.base2new import REAL_RUN
+    from bimors.demo.fewshot import REAL_RUN as FEWSHOT_RUN
+
+    for command, protocol in ((REAL_RUN, "base2new"), (FEWSHOT_RUN, "fewshot")):
+        args = [*shlex.split(command)[1:], "--out", str(tmp_path / "runs"), "--list"]
+        assert main(["-q", *args]) == 0  # the command a user copies is a valid grid
+        rows = capsys.readouterr().out.splitlines()
+        assert rows and all(f'"protocol": "{protocol}"' in r for r in rows)
+    assert not (tmp_path / "runs").exists()
+    _print_grid_demo(
+        {
+            "markdown": "",
+            "report": "r",
+            "files": [],
+            "records": [],
+            "seconds": 0,
+            "real_run": FEWSHOT_RUN,
+        }
+    )
+    assert f"    {FEWSHOT_RUN}\n" in capsys.readouterr().out

@@ -94,10 +94,10 @@ def _fewshot(args: argparse.Namespace, progress: bool) -> int:
 
 def _print_grid_demo(out: dict) -> int:
     """What a grid demo (ablation or few-shot) shows when it has run: its report and figures."""
-    from bimors.demo.base2new import NOTE
+    from bimors.demo.base2new import REAL_RUN, note
 
     print(out["markdown"])
-    print(NOTE)
+    print(note(out.get("real_run", REAL_RUN)))
     print(f"report:  {out['report']}")
     for path in out["files"]:
         if path.suffix == ".png":

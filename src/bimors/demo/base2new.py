@@ -37,12 +37,18 @@ REAL_RUN = (
     "--seeds 1 2 3"
 )
 
-NOTE = (
-    "These numbers come from TINY RANDOM-WEIGHT models (a 2-layer CLIP and BLIP-2 built by "
-    "`bimors tiny-models`) on synthetic scenes: they show the pipeline works end to end, "
-    "not how the methods compare. For a real run on a GPU machine with internet access:\n\n"
-    f"    {REAL_RUN}\n"
-)
+
+def note(real_run: str = REAL_RUN) -> str:
+    """The demo's warning that its numbers mean nothing, and the real run it stands for."""
+    return (
+        "These numbers come from TINY RANDOM-WEIGHT models (a 2-layer CLIP and BLIP-2 built by "
+        "`bimors tiny-models`) on synthetic scenes: they show the pipeline works end to end, "
+        "not how the methods compare. For a real run on a GPU machine with internet access:\n\n"
+        f"    {real_run}\n"
+    )
+
+
+NOTE = note()
 
 
 def run_demo(
