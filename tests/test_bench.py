@@ -154,3 +154,14 @@ def test_bench_cli_prints_a_fit_summary(capsys):
     assert main([*argv, "--method", "tip_adapter_f", "--shots", "2"]) == 0
     text = capsys.readouterr().out
     assert "fit speedup" in text and "for 6 images" in text and "eval speedup" in text
+
+
+def test_fit_choices_differ_only_beyond_float_noise():
+    from bimors.perf.fit_bench import differing_choices
+
+    ref = {"best_iteration": 300, "lr_alpha": 21.812519, "kernel": "linear"}
+    assert differing_choices(ref, {**ref, "lr_alpha": 21.812530}) == []  # 5e-7 relative
+    assert differing_choices(ref, {**ref, "lr_alpha": 21.9}) == ["lr_alpha"]
+    assert differing_choices(ref, {**ref, "best_iteration": 299}) == ["best_iteration"]
+    assert differing_choices(ref, {**ref, "kernel": "rbf"}) == ["kernel"]
+    assert differing_choices(ref, {"best_iteration": 300, "lr_alpha": 21.812519}) == ["kernel"]

@@ -122,6 +122,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pick(choices: dict, keys: list[str]) -> dict:
+    return {k: choices.get(k) for k in keys}
+
+
 def _print_fit(result: dict) -> None:
     """The summary of a method with no SGD step (closed-form fit, or nothing to train)."""
     if "fit" in result:
@@ -132,8 +136,9 @@ def _print_fit(result: dict) -> None:
             f"{f['fast_ms_per_image']:.2f} ms per image from the cache)"
         )
         if not f["same_choices"]:
-            print(f"  choices differ   reference {f['chosen']['reference']}")
-            print(f"                   fast      {f['chosen']['fast']}")
+            keys = f["differing_choices"]
+            print(f"  choices differ   reference {_pick(f['chosen']['reference'], keys)}")
+            print(f"                   fast      {_pick(f['chosen']['fast'], keys)}")
     else:
         print("fit                nothing to train (evaluation only)")
     print(f"eval speedup       {result['eval_speedup']:.1f}x")
