@@ -15,6 +15,7 @@ from bimors.methods.linear_probe import search_c
 from bimors.methods.prograd import distillation_loss, project_conflicting
 
 from .conftest import CLASSNAMES
+from .library_forward import library_image, library_text
 from .test_methods import _digest
 
 SGD_METHODS = ["clip_adapter", "prograd", "maple", "applenet", "taskres"]
@@ -247,6 +248,36 @@ def test_maple_deep_text_prompts_change_the_class_features(hf_backbone):
         reference = m.encode_class_prompts(m.ctx, list(m.compound_prompts_text))
     assert not torch.allclose(before, after, atol=1e-3)
     torch.testing.assert_close(after, reference, atol=1e-5, rtol=0)
+
+
+def test_maple_logits_loss_and_gradients_match_the_libraries_forward(backbone):
+    # Restated official CustomCLIP.forward (trainers/maple.py) on the libraries' own forwards,
+    # the edits made by hooks: the projected context appended before ln_pre, each block's
+    # projected text prompt replacing it, the text prompts in the slots after SOS.
+    torch.manual_seed(0)
+    m = build_method("maple", backbone, CLASSNAMES, PARAMS["maple"])
+    params = [p for _, p in m.own_parameters()]
+    with torch.no_grad():  # off the identical inits, so a swapped projection would show
+        for p in params:
+            p.add_(0.1 * torch.randn_like(p))
+    pixels, labels = _pixels(4), _labels(4)
+    logits = m(m.image_features(pixels))
+    grads = torch.autograd.grad(F.cross_entropy(logits, labels), params)
+
+    deep = m.compound_prompts_text[0]
+    first, projected = m.proj(m.ctx), m.compound_projections[0](deep)
+    img = F.normalize(library_image(backbone, pixels, first, [projected]), dim=-1)
+    ids = backbone.tokenize([f"a photo of a {n}." for n in CLASSNAMES]).to(backbone.device)
+    emb = backbone.embed_tokens(ids)
+    ctx = m.ctx.unsqueeze(0).expand(len(emb), -1, -1)
+    prompts = torch.cat([emb[:, :1], ctx, emb[:, 1 + m.n_ctx :]], 1)
+    text = F.normalize(library_text(backbone, ids, prompts, {1: deep}), dim=-1)
+    want = backbone.logit_scale * img @ text.t()
+    want_grads = torch.autograd.grad(F.cross_entropy(want, labels), params)
+    torch.testing.assert_close(logits, want, rtol=1e-5, atol=1e-5)
+    for (name, _), g, w in zip(m.own_parameters(), grads, want_grads, strict=True):
+        assert g.abs().sum() > 0, name
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-6, msg=name)
 
 
 # -- APPLeNet --------------------------------------------------------------------------------

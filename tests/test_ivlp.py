@@ -10,6 +10,7 @@ from bimors.core.errors import ConfigError
 from bimors.methods import build_method
 
 from .conftest import CLASSNAMES
+from .library_forward import library_image, library_text
 
 # The tiny CLIPs have 2 blocks per encoder.
 PARAMS = {"prompt_depth_text": 2, "prompt_depth_vision": 2}
@@ -37,10 +38,16 @@ def test_ivlp_logits_loss_and_gradients_match_the_restated_official_forward(back
     loss = F.cross_entropy(logits, labels)
     grads = torch.autograd.grad(loss, [m.ctx, m.vpt, m.deep_text[0], m.deep_vision[0]])
 
-    # Restated: VPT after the patch tokens, block-own deep prompts in both towers, the
-    # context in the text slots after SOS, CLIP's scaled cosine logits, cross-entropy.
-    img = backbone.encode_image_deep(pixels, m.vpt, [m.deep_vision[0]]).pooled
-    text = m.encode_class_prompts(m.ctx, [m.deep_text[0]])
+    # Restated on the libraries' own forwards (hooks, nothing of bimors' towers): VPT after
+    # the position-embedded tokens before ln_pre, block-own deep prompts in both towers, the
+    # context in the text slots after SOS over all 77 positions, CLIP's scaled cosine
+    # logits, cross-entropy.
+    img = library_image(backbone, pixels, m.vpt, [m.deep_vision[0]])
+    ids = backbone.tokenize([f"a photo of a {n}." for n in CLASSNAMES]).to(backbone.device)
+    emb = backbone.embed_tokens(ids)
+    ctx = m.ctx.unsqueeze(0).expand(len(emb), -1, -1)
+    prompts = torch.cat([emb[:, :1], ctx, emb[:, 1 + m.n_ctx :]], 1)
+    text = library_text(backbone, ids, prompts, {1: m.deep_text[0]})
     img, text = F.normalize(img, dim=-1), F.normalize(text, dim=-1)
     ref = backbone.logit_scale * img @ text.t()  # the scale is stored exponentiated
     ref_loss = F.cross_entropy(ref, labels)

@@ -12,6 +12,7 @@ from bimors.methods.presets import resolve_preset
 from bimors.run.config import resolve_config
 
 from .conftest import CLASSNAMES
+from .library_forward import library_text
 from .test_experiments import env  # noqa: F401  (the session fixture of the CLI runs)
 
 
@@ -135,51 +136,6 @@ def test_base_to_new_grid_of_the_four_runs_resumes_and_reports(env, tmp_path, ca
 
 
 # -- TCP -------------------------------------------------------------------------------------
-def _library_text(backbone, ids, embeds, layer, tokens):
-    """The library's own text forward, with the official TCP edits made by hooks.
-
-    The token embedding's output is replaced by the prompt embeddings (context
-    included) and, at the input of block ``layer``, rows 1..1+n by the class-aware
-    tokens: a restatement of ``ResidualAttentionBlock_MaPLe`` on the official model
-    that shares nothing with bimors' tower.
-    """
-    model, n = backbone.model, tokens.shape[1]
-    if backbone.adapter == "hf":
-        text = model.text_model
-        emb, block = text.embeddings.token_embedding, text.encoder.layers[layer]
-    else:
-        emb, block = model.token_embedding, model.transformer.resblocks[layer]
-
-    def swap_embeddings(module, args, out):
-        return embeds.to(out.dtype)
-
-    def inject(module, args, kwargs):
-        x = args[0]
-        batch_first = x.shape[0] == ids.shape[0] and x.shape[1] == ids.shape[1]
-        t = tokens if batch_first else tokens.transpose(0, 1)
-        x = (
-            torch.cat([x[:, :1], t, x[:, 1 + n :]], 1)
-            if batch_first
-            else torch.cat([x[:1], t, x[1 + n :]], 0)
-        )
-        return (x, *args[1:]), kwargs
-
-    hooks = [
-        emb.register_forward_hook(swap_embeddings),
-        block.register_forward_pre_hook(inject, with_kwargs=True),
-    ]
-    try:
-        if backbone.adapter == "hf":
-            out = model.get_text_features(input_ids=ids)
-            out = getattr(out, "pooler_output", out)
-        else:
-            out = model.encode_text(ids)
-    finally:
-        for h in hooks:
-            h.remove()
-    return out
-
-
 def test_tcp_matches_the_official_forward_loss_and_gradients(backbone):
     torch.manual_seed(0)
     m = build_method("tcp", backbone, CLASSNAMES, {"layer": 1})
@@ -205,7 +161,7 @@ def test_tcp_matches_the_official_forward_loss_and_gradients(backbone):
     tokens = (h @ w2.t() + b2).reshape(len(CLASSNAMES), -1, backbone.text_width)
     emb = backbone.embed_tokens(ids)
     prompts = torch.cat([emb[:, :1], ctx.unsqueeze(0).expand(len(emb), -1, -1), emb[:, 5:]], 1)
-    text = F.normalize(_library_text(backbone, ids, prompts, 1, tokens), dim=-1)
+    text = F.normalize(library_text(backbone, ids, prompts, {1: tokens}), dim=-1)
     image = F.normalize(feats.pooled, dim=-1)
     logits_want = backbone.logit_scale.detach() * image.detach() @ text.t()
     score = 1.0 - torch.nn.CosineSimilarity(dim=1, eps=1e-07)(text, hand).mean()

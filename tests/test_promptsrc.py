@@ -19,6 +19,7 @@ from bimors.methods.promptsrc import TEMPLATES
 from bimors.run.config import TrainConfig
 
 from .conftest import CLASSNAMES
+from .library_forward import library_image, library_text
 from .test_engine import _tasks
 
 # The tiny CLIPs have 2 blocks per encoder.
@@ -69,10 +70,13 @@ def test_loss_logits_and_gradients_match_the_restated_official_forward(backbone)
 
     # Restated (trainers/promptsrc.py CustomCLIP.forward and forward_backward, fp32):
     scale = backbone.logit_scale
-    img = F.normalize(backbone.encode_image_deep(pixels, m.vpt, [m.deep_vision[0]]).pooled, dim=-1)
-    m.reference_recipe = True  # the prompted text through the 77-token reference encoder
-    text = m.encode_class_prompts(m.ctx, [m.deep_text[0]])
-    m.reference_recipe = False
+    # the prompted towers on the libraries' own forwards, edited by hooks (all 77 positions)
+    img = F.normalize(library_image(backbone, pixels, m.vpt, [m.deep_vision[0]]), dim=-1)
+    ids = backbone.tokenize([f"a photo of a {c}." for c in CLASSNAMES]).to(backbone.device)
+    emb = backbone.embed_tokens(ids)
+    ctx = m.ctx.unsqueeze(0).expand(len(emb), -1, -1)
+    prompts = torch.cat([emb[:, :1], ctx, emb[:, 1 + m.n_ctx :]], 1)
+    text = F.normalize(library_text(backbone, ids, prompts, {1: m.deep_text[0]}), dim=-1)
     ref_logits = scale * img @ text.t()
     with torch.no_grad():
         # frozen text: every template x class in one batch, mean of raw features, normalised

@@ -1,8 +1,10 @@
 """IVLP (Khattak et al., ICCV 2023 baseline): independent deep prompts in both towers.
 
 Follows muzairkhattak/PromptSRC ``trainers/independentVL.py`` and its
-``clip/model.py`` (``ResidualAttentionBlock_IVLP``), config
-``configs/trainers/IVLP/vit_b16_c2_ep5_batch4_2+2ctx.yaml``:
+``clip/model.py`` (``ResidualAttentionBlock_IVLP``). The class defaults are
+``extend_cfg``'s in its ``train.py`` (2 + 2 tokens, depth 9); the preset
+(``configs/ivlp.yaml``) follows ``configs/trainers/IVLP/vit_b16_c2_ep20_batch4_4+4ctx.yaml``
+(4 + 4 tokens):
 
 * text: ``n_ctx_text`` context vectors initialised from the first tokens of
   ``ctx_init``; the prompt is ``[SOS] ctx <rest of phrase> <class> . [EOS]`` (as
@@ -12,6 +14,9 @@ Follows muzairkhattak/PromptSRC ``trainers/independentVL.py`` and its
   tokens before the pre-LayerNorm (the official ``VPT``); blocks 1 ..
   ``prompt_depth_vision``-1 replace them with their own learned tokens. Unlike
   MaPLe nothing couples the two towers.
+
+The text context, its phrase and the N(0, 0.02) draws come from the deep-prompt
+base shared with MaPLe (:mod:`bimors.methods.deep_prompts`).
 
 The image features depend on the prompts, so ``frozen_image_features`` is False
 and the feature cache refuses the method. Deviations: trainable weights stay
@@ -27,18 +32,9 @@ import torch
 from torch import Tensor, nn
 
 from bimors.backbones.base import FrozenCLIP, ImageFeatures
-from bimors.methods.context import ContextConfig, ContextMethod
-from bimors.methods.prompting import ClassPrompts, init_context, prompt_logits
-
-
-def _normal_prompts(count: int, n: int, width: int, device: torch.device) -> nn.ParameterList:
-    """``count`` independent (n, width) prompts drawn N(0, 0.02), as the official blocks."""
-    out = []
-    for _ in range(count):
-        vec = torch.empty(n, width, device=device)
-        nn.init.normal_(vec, std=0.02)
-        out.append(nn.Parameter(vec))
-    return nn.ParameterList(out)
+from bimors.methods.context import ContextConfig
+from bimors.methods.deep_prompts import DeepPromptMethod, check_depth, normal_prompts
+from bimors.methods.prompting import prompt_logits
 
 
 @dataclasses.dataclass
@@ -58,10 +54,9 @@ class IVLPConfig(ContextConfig):
             raise ValueError("prompt_depth_vision must be >= 1")
 
 
-class IVLP(ContextMethod):
+class IVLP(DeepPromptMethod):
     name = "ivlp"
     config_cls = IVLPConfig
-    frozen_image_features = False
 
     def __init__(
         self,
@@ -72,45 +67,29 @@ class IVLP(ContextMethod):
     ) -> None:
         super().__init__(backbone, classnames, cfg, caption_dim)
         c = self.cfg
-        if c.prompt_depth_text > backbone.text_depth:
-            raise ValueError(
-                f"method.prompt_depth_text={c.prompt_depth_text} exceeds the "
-                f"{backbone.text_depth} text blocks of {backbone.model_id}"
-            )
-        if c.prompt_depth_vision > backbone.vision_depth:
-            raise ValueError(
-                f"method.prompt_depth_vision={c.prompt_depth_vision} exceeds the "
-                f"{backbone.vision_depth} vision blocks of {backbone.model_id}"
-            )
+        for field, depth, blocks, kind in (
+            ("prompt_depth_text", c.prompt_depth_text, backbone.text_depth, "text"),
+            ("prompt_depth_vision", c.prompt_depth_vision, backbone.vision_depth, "vision"),
+        ):
+            check_depth(field, depth, blocks, f"{backbone.model_id} has {blocks} {kind} blocks")
         device = backbone.device
-        self.deep_text = _normal_prompts(
+        self.deep_text = normal_prompts(
             c.prompt_depth_text - 1, self.n_ctx, backbone.text_width, device
         )
         vpt = torch.empty(c.n_ctx_vision, backbone.vision_width, device=device)
         nn.init.normal_(vpt, std=0.02)
         self.vpt = nn.Parameter(vpt)
-        self.deep_vision = _normal_prompts(
+        self.deep_vision = normal_prompts(
             c.prompt_depth_vision - 1, c.n_ctx_vision, backbone.vision_width, device
         )
         self.finish_init(classnames)
-
-    def _phrase(self, backbone: FrozenCLIP) -> str:
-        phrase = self.cfg.ctx_init.replace("_", " ")
-        return phrase if phrase and backbone.count_tokens(phrase) >= self.cfg.n_ctx else ""
-
-    def initial_context(self, backbone: FrozenCLIP) -> Tensor:
-        return init_context(backbone, self._phrase(backbone), self.cfg.n_ctx)[: self.cfg.n_ctx]
-
-    def build_prompts(self, classnames: list[str]) -> ClassPrompts:
-        prefix = self._phrase(self.backbone) or " ".join(["X"] * self.n_ctx)
-        return ClassPrompts(self.backbone, [f"{prefix} {n}." for n in classnames], self.n_ctx)
 
     def image_features(self, pixels: Tensor) -> ImageFeatures:
         """Image features through the prompted image encoder (with gradients)."""
         return self.backbone.encode_image_deep(pixels, self.vpt, list(self.deep_vision))
 
     def text_features(self) -> Tensor:
-        """Prompted class text features (unnormalised)."""
+        """Prompted class text features, normalised (C, E)."""
         return self.encode_class_prompts(self.ctx, list(self.deep_text))
 
     def forward(self, feats: ImageFeatures, captions: Tensor | None = None) -> Tensor:

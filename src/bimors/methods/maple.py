@@ -29,12 +29,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-import torch
 from torch import Tensor, nn
 
 from bimors.backbones.base import FrozenCLIP, ImageFeatures
-from bimors.methods.context import ContextConfig, ContextMethod
-from bimors.methods.prompting import ClassPrompts, init_context, prompt_logits
+from bimors.methods.context import ContextConfig
+from bimors.methods.deep_prompts import DeepPromptMethod, check_depth, normal_prompts
+from bimors.methods.prompting import prompt_logits
 
 
 @dataclasses.dataclass
@@ -50,10 +50,9 @@ class MaPLeConfig(ContextConfig):
             raise ValueError("n_ctx and prompt_depth must be >= 1")
 
 
-class MaPLe(ContextMethod):
+class MaPLe(DeepPromptMethod):
     name = "maple"
     config_cls = MaPLeConfig
-    frozen_image_features = False
 
     def __init__(
         self,
@@ -64,40 +63,18 @@ class MaPLe(ContextMethod):
     ) -> None:
         super().__init__(backbone, classnames, cfg, caption_dim)
         depth = self.cfg.prompt_depth
-        available = min(backbone.text_depth, backbone.vision_depth)
-        if depth > available:
-            raise ValueError(
-                f"method.prompt_depth={depth} needs {depth} blocks in both encoders; "
-                f"{backbone.model_id} has {backbone.text_depth} text and "
-                f"{backbone.vision_depth} layer-wise vision blocks: set prompt_depth <= "
-                f"{available}"
-            )
+        has = (
+            f"{backbone.model_id} has {backbone.text_depth} text and "
+            f"{backbone.vision_depth} layer-wise vision blocks"
+        )
+        check_depth("prompt_depth", depth, min(backbone.text_depth, backbone.vision_depth), has)
         device, d_text = backbone.device, backbone.text_width
         self.proj = nn.Linear(d_text, backbone.vision_width).to(device)
-        deep = []
-        for _ in range(depth - 1):
-            vec = torch.empty(self.n_ctx, d_text, device=device)
-            nn.init.normal_(vec, std=0.02)
-            deep.append(nn.Parameter(vec))
-        self.compound_prompts_text = nn.ParameterList(deep)
+        self.compound_prompts_text = normal_prompts(depth - 1, self.n_ctx, d_text, device)
         single = nn.Linear(d_text, backbone.vision_width).to(device)
+        deep = self.compound_prompts_text
         self.compound_projections = nn.ModuleList(copy.deepcopy(single) for _ in deep)
         self.finish_init(classnames)
-
-    def _phrase(self, backbone: FrozenCLIP) -> str:
-        """``ctx_init`` when it has at least ``n_ctx`` tokens to initialise from, else ""."""
-        phrase = self.cfg.ctx_init.replace("_", " ")
-        return phrase if phrase and backbone.count_tokens(phrase) >= self.cfg.n_ctx else ""
-
-    def initial_context(self, backbone: FrozenCLIP) -> Tensor:
-        phrase = self._phrase(backbone)
-        return init_context(backbone, phrase, self.cfg.n_ctx)[: self.cfg.n_ctx]
-
-    def build_prompts(self, classnames: list[str]) -> ClassPrompts:
-        # The context replaces the phrase's first n_ctx tokens; the rest stay words.
-        prefix = self._phrase(self.backbone) or " ".join(["X"] * self.n_ctx)
-        texts = [f"{prefix} {name}." for name in classnames]
-        return ClassPrompts(self.backbone, texts, self.n_ctx)
 
     def visual_prompts(self) -> tuple[Tensor, list[Tensor]]:
         """First-layer visual prompts and the deep ones, projected from the text side."""
