@@ -245,6 +245,15 @@ def test_preset_layers_follow_the_official_configs():
         30.0,
         50,
     )
+    # the few-shot config's 45/5 is named for EuroSAT; only there, and only in few-shot
+    euro, record = resolve_preset("promptsrc", "fewshot", "eurosat", shots=4)
+    assert (euro["method"]["gpa_mean"], euro["method"]["gpa_std"]) == (45.0, 5.0)
+    assert record.layers[-1] == "promptsrc/protocols/fewshot/datasets/eurosat"
+    assert euro["train"]["epochs"] == 50
+    b2n, _ = resolve_preset("promptsrc", "base2new", "eurosat")
+    assert (b2n["method"]["gpa_mean"], b2n["method"]["gpa_std"]) == (15.0, 1.0)
+    other, _ = resolve_preset("promptsrc", "fewshot", "resisc45")
+    assert (other["method"]["gpa_mean"], other["method"]["gpa_std"]) == (30.0, 30.0)
 
 
 def test_the_template_ensemble_is_float32_even_under_autocast(hf_backbone):

@@ -69,3 +69,41 @@ def test_bad_shots_section_names_the_preset(monkeypatch):
     raw["shots"] = {1: {"train": {"epochs": 2}}}
     settings, record = presets.resolve_preset("fake", shots=1)
     assert settings["train"]["epochs"] == 2 and record.layers == ["fake", "fake/shots/1"]
+
+
+def test_a_protocols_dataset_layer_applies_last_and_bad_nesting_is_refused(monkeypatch):
+    raw = {
+        "train": {"epochs": 1, "lr": 0.1},
+        "datasets": {"eurosat": {"train": {"epochs": 2, "lr": 0.2}}},
+        "protocols": {
+            "fewshot": {
+                "train": {"epochs": 3},
+                "datasets": {
+                    "eurosat": {"train": {"epochs": 4}, "shots": {8: {"train": {"lr": 0.8}}}}
+                },
+            }
+        },
+    }
+    monkeypatch.setattr(presets, "load_preset", lambda name: raw)
+    monkeypatch.setattr(presets, "preset_names", lambda: ["fake"])
+    settings, record = presets.resolve_preset("fake", "fewshot", "eurosat", shots=8)
+    assert settings["train"] == {"epochs": 4, "lr": 0.8}
+    assert record.layers == [
+        "fake",
+        "fake/protocols/fewshot",
+        "fake/datasets/eurosat",
+        "fake/protocols/fewshot/datasets/eurosat",
+        "fake/protocols/fewshot/datasets/eurosat/shots/8",
+    ]
+    assert "datasets" not in settings  # the nested section is a layer, never a setting
+    assert presets.resolve_preset("fake", "fewshot", "resisc45")[0]["train"]["epochs"] == 3
+    assert presets.resolve_preset("fake", "base2new", "eurosat")[0]["train"]["epochs"] == 2
+    assert "protocols/fewshot/datasets/eurosat/shots/8" in presets.variants("fake")
+    # a dataset layer holding protocols would otherwise be dropped without a word
+    raw["datasets"]["eurosat"]["protocols"] = {"fewshot": {"train": {"epochs": 9}}}
+    with pytest.raises(ConfigError, match=r"datasets.eurosat: a datasets layer cannot hold"):
+        presets.resolve_preset("fake", "fewshot", "eurosat")
+    del raw["datasets"]["eurosat"]["protocols"]
+    raw["protocols"]["fewshot"]["datasets"]["eurosat"]["datasets"] = {"x": {}}
+    with pytest.raises(ConfigError, match="cannot nest further layers"):
+        presets.resolve_preset("fake", "fewshot", "eurosat")

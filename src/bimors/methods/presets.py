@@ -13,6 +13,11 @@ plus two optional sections, applied in this order:
 ``datasets:``
     ``{dataset: {section: {field: value}}}``, e.g. ``eurosat``.
 
+Some settings hold only for one dataset in one protocol (PromptSRC's few-shot
+config: GPA 45/5 on EuroSAT, 30/30 elsewhere, while base-to-new keeps 15/1), so
+a ``protocols/<p>`` layer may itself hold a ``datasets:`` section, applied after
+the plain dataset layer. Any other nesting is refused, never ignored.
+
 Official codes also change settings with the shot count (CoOp and ProGrad:
 50 epochs at 1 shot, 100 at 2 and 4, 200 at 8 and 16, COOP.md and
 ProGrad.public/README.md; ProGrad: lambda 0.8 on EuroSAT only at 8 and 16
@@ -21,7 +26,7 @@ layer may hold a ``shots:`` section ``{K: {section: {field: value}}}``, applied
 right after the part it sits in when the run's ``data.shots`` is K:
 
     base, base/shots/K, protocols/<p>, protocols/<p>/shots/K, datasets/<d>,
-    datasets/<d>/shots/K
+    datasets/<d>/shots/K, protocols/<p>/datasets/<d>, protocols/<p>/datasets/<d>/shots/K
 
 A user file and ``--set`` overrides go on top. Which layers were applied is
 recorded in the run's config (``preset`` section) and shown by
@@ -70,18 +75,34 @@ class PresetRecord:
     layers: list[str] = dataclasses.field(default_factory=list)
 
 
+def _named_sections(part: dict[str, Any], key: str, where: str) -> dict[str, dict[str, Any]]:
+    """``part[key]`` as ``{name: section}``, checked (empty when absent)."""
+    section = part.get(key) or {}
+    if not isinstance(section, dict) or not all(isinstance(v, dict) for v in section.values()):
+        raise ConfigError(f"{where}: {key} must map names to config sections, got {section!r}")
+    return section
+
+
 def preset_layers(name: str) -> dict[str, dict[str, dict[str, Any]]]:
     """The ``protocols`` and ``datasets`` sections of preset ``name`` (empty when absent)."""
     raw = load_preset(name)
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for key in LAYER_KEYS:
-        section = raw.get(key) or {}
-        if not isinstance(section, dict) or not all(isinstance(v, dict) for v in section.values()):
-            raise ConfigError(
-                f"preset {name}: {key} must map names to config sections, got {section!r}"
-            )
+        section = _named_sections(raw, key, f"preset {name}")
         for value, layer in section.items():
-            _shot_layers(layer, f"preset {name}: {key}.{value}")
+            where = f"preset {name}: {key}.{value}"
+            _shot_layers(layer, where)
+            # Only protocols/<p>/datasets/<d> nests; anything else would be dropped unseen.
+            nested = [k for k in LAYER_KEYS if k in layer and (key, k) != ("protocols", "datasets")]
+            if nested:
+                raise ConfigError(
+                    f"{where}: a {key} layer cannot hold {', '.join(nested)}; only "
+                    "protocols.<p>.datasets.<d> nests"
+                )
+            for d, inner in _named_sections(layer, "datasets", where).items():
+                if any(k in inner for k in LAYER_KEYS):
+                    raise ConfigError(f"{where}.datasets.{d}: cannot nest further layers")
+                _shot_layers(inner, f"{where}.datasets.{d}")
         out[key] = section
     _shot_layers(raw, f"preset {name}")
     unknown = sorted(set(out["protocols"]) - set(PROTOCOL_NAMES))
@@ -127,6 +148,10 @@ def resolve_preset(
     for key, value in (("protocols", protocol), ("datasets", dataset)):
         if value is not None and value in layers[key]:
             parts.append((f"{name}/{key}/{value}", layers[key][value]))
+    if protocol in layers["protocols"] and dataset is not None:
+        inner = layers["protocols"][protocol].get("datasets") or {}
+        if dataset in inner:
+            parts.append((f"{name}/protocols/{protocol}/datasets/{dataset}", inner[dataset]))
     if shots is None:
         merged: dict[str, Any] = {}
         for _, part in parts:
@@ -147,7 +172,8 @@ def resolve_preset(
 
 
 def variants(name: str) -> list[str]:
-    """``protocols/<p>``, ``datasets/<d>`` and ``shots/<K>`` layers that preset ``name`` defines."""
+    """The ``protocols/<p>``, ``datasets/<d>``, ``protocols/<p>/datasets/<d>`` and
+    ``shots/<K>`` layers that preset ``name`` defines."""
     raw = load_preset(name)
     layers = preset_layers(name)
     out = [f"shots/{k}" for k in _shot_layers(raw, name)]
@@ -155,4 +181,7 @@ def variants(name: str) -> list[str]:
         for value, layer in layers[key].items():
             out.append(f"{key}/{value}")
             out += [f"{key}/{value}/shots/{k}" for k in _shot_layers(layer, value)]
+            for d, inner in (layer.get("datasets") or {}).items() if key == "protocols" else ():
+                out.append(f"{key}/{value}/datasets/{d}")
+                out += [f"{key}/{value}/datasets/{d}/shots/{k}" for k in _shot_layers(inner, d)]
     return out

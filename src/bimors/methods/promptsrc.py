@@ -35,8 +35,9 @@ frozen weights sum back to themselves since the weights sum to 1 (in fp16 up to
 rounding): only the method's own parameters are aggregated here; with
 ``train.selection: val`` the best single epoch replaces the aggregate (the
 official has no val selection); the few-shot config's other GPA setting (mean 45,
-std 5, for its fine-grained datasets and EuroSAT) is not preset, since preset
-layers cannot combine a protocol with a dataset: set it with ``--set``;
+std 5, named for its fine-grained datasets and EuroSAT) is preset for EuroSAT
+only (``protocols/fewshot/datasets/eurosat``): the other RS datasets are not
+named there and keep 30/30 (``--set method.gpa_mean=45 method.gpa_std=5``);
 ``scripts/promptsrc/xd_train.sh`` names an ``ep5`` cross-dataset config that the
 repository does not hold, so the preset follows the ``..._cross_datasets.yaml``
 file it ships (20 epochs).
