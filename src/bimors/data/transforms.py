@@ -13,15 +13,21 @@ _MODES = {
 }
 
 
-def build_transform(pre: Preprocess, train: bool) -> T.Compose:
-    """Train: random-resized crop + flip; test: resize + centre crop (Dassl's CLIP recipe)."""
+def build_transform(
+    pre: Preprocess, train: bool, scale: tuple[float, float] | None = None
+) -> T.Compose:
+    """Train: random-resized crop + flip; test: resize + centre crop (Dassl's CLIP recipe).
+
+    ``scale`` is the crop's area range (default torchvision's (0.08, 1), Dassl's);
+    Tip-Adapter and LP++ augment their training images with (0.5, 1).
+    """
     mode = _MODES.get(pre.interpolation, T.InterpolationMode.BICUBIC)
     norm = T.Normalize(pre.mean, pre.std)
     if train:
-        steps = [
-            T.RandomResizedCrop(pre.image_size, interpolation=mode),
-            T.RandomHorizontalFlip(),
-        ]
+        crop = T.RandomResizedCrop(pre.image_size, interpolation=mode)
+        if scale is not None:
+            crop = T.RandomResizedCrop(pre.image_size, scale=tuple(scale), interpolation=mode)
+        steps = [crop, T.RandomHorizontalFlip()]
     else:
         steps = [T.Resize(pre.image_size, interpolation=mode), T.CenterCrop(pre.image_size)]
     return T.Compose([*steps, T.ToTensor(), norm])

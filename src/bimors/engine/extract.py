@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from bimors.backbones.base import ImageFeatures
 from bimors.core.progress import progress as progress_bar
@@ -34,9 +35,10 @@ from bimors.data.transforms import build_transform
 from bimors.engine.config import TrainConfig
 from bimors.engine.data import TaskData, eval_loader
 from bimors.engine.dist import Dist
-from bimors.engine.features import FeatureSource
+from bimors.engine.features import CachedFeatures, FeatureSource, ViewPixels
 from bimors.engine.precision import autocast
 from bimors.methods.base import Method
+from bimors.methods.fit_views import mean_of_views
 
 
 @torch.no_grad()
@@ -107,6 +109,102 @@ def _assemble(
     return gathered, full(labels)
 
 
+@torch.no_grad()
+def extract_views(
+    method: Method,
+    data: TaskData,
+    views: int,
+    scale: tuple[float, float],
+    batch_size: int = 100,
+    precision: str = "fp32",
+    num_workers: int = 0,
+    progress: bool = False,
+    dist: Dist | None = None,
+    source: FeatureSource | None = None,
+) -> tuple[list[ImageFeatures], Tensor]:
+    """``views`` augmented views of every image of ``data`` (float32, CPU, sample order).
+
+    The views are a random-resized crop of area ``scale`` and a flip, drawn under
+    a seed of (image, view) (:func:`~bimors.engine.features.view_pixels`), so the
+    image encoder and the feature cache give the same views; a ``source`` with a
+    feature cache serves them from it (filling it on first use), otherwise the
+    encoder computes them. Token states are dropped, as in :func:`extract_features`.
+    """
+    if len(data) == 0:
+        raise ValueError("cannot fit on an empty split")
+    method.eval()
+    device = method.backbone.device
+    images = ImageDataset(
+        data.images.root,
+        data.images.samples,
+        build_transform(method.backbone.preprocess, True, scale),
+    )
+    task = TaskData(images, data.classnames)
+    order = [(i, v) for v in range(views) for i in range(len(images))]
+    if isinstance(source, CachedFeatures) and type(method).frozen_image_features:
+        items = source.view_items(method, task, views, precision, dist, num_workers)
+        loader = DataLoader(items, batch_size=batch_size, sampler=order, num_workers=num_workers)
+        encode = None
+    else:
+        loader = DataLoader(
+            ViewPixels(images, seeded=True),
+            batch_size=batch_size,
+            sampler=order,
+            num_workers=num_workers,
+        )
+        encode = method.image_features
+    fields = ("pooled", "norm")
+    rows: dict[str, list[Tensor]] = {f: [] for f in fields}
+    for batch in progress_bar(loader, desc="augmented views", enabled=progress):
+        if encode is None:
+            got = {f: batch[f] for f in fields}
+        else:
+            with autocast(device, precision):
+                feats = encode(batch["pixels"].to(device))
+            got = {f: getattr(feats, f) for f in fields}
+        for f in fields:
+            rows[f].append(got[f].to("cpu", torch.float32))
+    pooled, norm = (torch.cat(rows[f]).view(views, len(images), -1) for f in fields)
+    labels = torch.as_tensor([s.label for s in images.samples])
+    empty = pooled.new_empty((len(images), 0, pooled.shape[-1]))  # no token states
+    return [ImageFeatures(pooled[v], empty, norm[v], None) for v in range(views)], labels
+
+
+def closed_form_inputs(
+    method: Method,
+    train: TaskData,
+    val: TaskData | None,
+    batch_size: int = 100,
+    precision: str = "fp32",
+    num_workers: int = 0,
+    progress: bool = False,
+    dist: Dist | None = None,
+    source: FeatureSource | None = None,
+) -> dict[str, Any]:
+    """The keyword arguments of ``method.fit_features`` for ``train`` and ``val``.
+
+    A method asking for ``augment_views`` V > 0 (Tip-Adapter, LP++) gets the mean
+    of V augmented views of each training image as ``train`` and the views
+    themselves as ``views`` (Tip-Adapter-F trains on them); validation features
+    stay un-augmented, as in the official codes. Others get the un-augmented
+    features.
+    """
+    args = (batch_size, precision, num_workers, progress, dist, source)
+    n_views = getattr(method, "augment_views", 0)
+    out: dict[str, Any] = {}
+    if n_views:
+        scale = method.augment_scale  # type: ignore[attr-defined]
+        views, y = extract_views(method, train, n_views, scale, *args)
+        out.update(train=mean_of_views(views), views=views)
+    else:
+        x, y = extract_features(method, train, *args)
+        out["train"] = x
+    out["train_labels"] = y
+    if val is not None:
+        out["val"], out["val_labels"] = extract_features(method, val, *args)
+    return out
+
+
 def fit_closed_form(
     method: Method,
     train: TaskData,
@@ -117,9 +215,12 @@ def fit_closed_form(
     dist: Dist | None = None,
     source: FeatureSource | None = None,
 ) -> dict[str, Any]:
-    """Extract train (and val) features and call ``method.fit_features``; returns its log row."""
+    """Extract train (and val) features and call ``method.fit_features``; returns its log row
+    (with ``augment_views`` when the fit averaged augmented views)."""
     method.set_classnames(train.classnames)
-    args = (cfg.eval_batch_size, cfg.precision, num_workers, progress, dist, source)
-    x, y = extract_features(method, train, *args)
-    xv, yv = extract_features(method, val, *args) if val is not None else (None, None)
-    return method.fit_features(x, y, xv, yv)
+    inputs = closed_form_inputs(
+        method, train, val, cfg.eval_batch_size, cfg.precision, num_workers, progress, dist, source
+    )
+    out = method.fit_features(**inputs)
+    n_views = getattr(method, "augment_views", 0)
+    return {**out, "augment_views": n_views} if n_views else out

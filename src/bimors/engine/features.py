@@ -221,6 +221,26 @@ class CachedFeatures(FeatureSource):
             pin_memory=pin_memory,
         )
 
+    def view_items(
+        self,
+        method: Method,
+        data: TaskData,
+        views: int,
+        precision: str = "fp32",
+        dist: Dist | None = None,
+        num_workers: int = 0,
+    ) -> CachedItems:
+        """``views`` seeded augmented views of every image of ``data``, cached and checked.
+
+        The views are those of training (``data``'s own transform under a seed of
+        (image, view), :func:`view_pixels`), whatever ``train_views`` is: closed-form
+        fits that average augmented passes (Tip-Adapter's cache) read them here, so
+        every method, seed and shot count of a grid encodes each view once.
+        """
+        if views < 1:
+            raise ValueError("views must be >= 1")
+        return self._items(method, data, True, precision, None, dist, num_workers, views)
+
     def _items(
         self,
         method: Method,
@@ -230,6 +250,7 @@ class CachedFeatures(FeatureSource):
         needed: Sequence[int] | None,
         dist: Dist | None,
         num_workers: int,
+        views: int | None = None,
     ) -> CachedItems:
         """The cached items of ``data`` after filling what is missing.
 
@@ -243,7 +264,8 @@ class CachedFeatures(FeatureSource):
         device = method.backbone.device
         resolved = resolve_precision(precision, device)
         fields = tuple(type(method).image_fields)
-        views = self.train_views if train else 1
+        if views is None:
+            views = self.train_views if train else 1
         key = (id(images), views, resolved, fields)
         if train and key in self._ready and self._ready[key][0] is images:
             return self._ready[key][1]

@@ -175,11 +175,15 @@ class Method(nn.Module):
         train_labels: Tensor,
         val: ImageFeatures | None = None,
         val_labels: Tensor | None = None,
+        views: Sequence[ImageFeatures] | None = None,
     ) -> dict[str, Any]:
         """Fit a ``closed_form`` method on frozen features; returns what to log.
 
         The trainer computes the features without augmentation and without token
-        states (``tokens`` is empty) to bound memory on full-data runs.
+        states (``tokens`` is empty) to bound memory on full-data runs. A method
+        with ``augment_views`` V > 0 (:mod:`bimors.methods.fit_views`) gets instead
+        the mean of V augmented views of each training image as ``train`` and the V
+        views themselves as ``views``.
         """
         raise NotImplementedError(f"method {self.name!r} is trained by SGD, not in closed form")
 

@@ -23,10 +23,15 @@ Fitted by full-batch gradient descent on the cross-entropy, ``train_epoch``
 - after each iteration the validation accuracy is measured and the state of the
   last iteration reaching the best so far (``>=``) is the fitted one.
 
-Deviations, on purpose: the training features are the cached un-augmented ones
-(the official code extracts them once through a random-crop/flip loader), so the
-fit runs on the feature cache in :meth:`fit_features`, called by the one
-trainer's closed-form path; the fit is in float32 (official: CLIP's fp16 on GPU).
+The training features are one augmented view of each image (preset
+``augment_views: 1``: the official extracts them once through its random-crop
+(area 0.5-1) and flip loader, ``main.py``), seeded per image and read from the
+feature cache, so the fit runs in :meth:`fit_features`, called by the one
+trainer's closed-form path (:mod:`bimors.methods.fit_views`); validation
+features are un-augmented, as there. Deviations, on purpose: the view is drawn
+under a seed of the image, not the global random state; ``augment_views: 0``
+fits on the un-augmented features; the fit is in float32 (official: CLIP's fp16
+on GPU).
 
 Base-to-new: ``W``, ``b`` and ``alpha`` exist only for the fitted classes, and the
 official maths gives an unseen class neither a visual prototype nor a blending
@@ -40,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -47,6 +53,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bimors.backbones.base import FrozenCLIP, ImageFeatures
+from bimors.methods.fit_views import AugmentedFit, check_views
 from bimors.methods.linear_probe import fitted_rows
 from bimors.methods.prompting import prompt_logits
 from bimors.methods.template import TemplateConfig, TemplateMethod
@@ -64,9 +71,12 @@ class LPppConfig(TemplateConfig):
     alpha_scale: float = 250.0
     seed: int = 1
     unseen: Literal["zeroshot", "error"] = "zeroshot"
+    augment_views: int = 0
+    augment_scale: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.0])
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_views(self.augment_views, self.augment_scale)
         if self.train_epoch < 1 or self.alpha_every < 1:
             raise ValueError("train_epoch and alpha_every must be >= 1")
 
@@ -90,11 +100,11 @@ def lp_pp_init(f: Tensor, y: Tensor, text: Tensor, n_cls: int, scale: float = 25
     return sums, float(alpha0), lr_w, lr_alpha
 
 
-class LPpp(TemplateMethod):
+class LPpp(AugmentedFit, TemplateMethod):
     name = "lp_pp"
     config_cls = LPppConfig
     closed_form = True
-    image_fields = ("pooled",)
+    image_fields = ("pooled", "norm")  # the norm: views are averaged as raw features
 
     def __init__(
         self,
@@ -127,6 +137,7 @@ class LPpp(TemplateMethod):
         train_labels: Tensor,
         val: ImageFeatures | None = None,
         val_labels: Tensor | None = None,
+        views: Sequence[ImageFeatures] | None = None,
     ) -> dict[str, Any]:
         if val is None or val_labels is None:
             raise ValueError("LP++ keeps the best iteration on a validation split; pass one")

@@ -13,9 +13,13 @@ first strictly better pair wins). Deviations, on purpose:
 - alpha and beta are searched on the VALIDATION split's features, not on the
   test split as the official code does (Tip-Adapter issue #11); the chosen
   values are returned by :meth:`fit_features` and land in the run's records.
-- The keys are the cached features of the un-augmented training images (the
-  official code averages 10 augmented passes), so the method reads the feature
-  cache and is fitted in closed form by the one trainer.
+- The keys average ``augment_views`` augmented views of each training image
+  (preset: the official ``augment_epoch`` 10, crop area 0.5-1 and flip; the mean
+  raw feature, normalised), seeded per (image, view) and read from the feature
+  cache, so the method is fitted in closed form by the one trainer and a grid
+  encodes each view once (:mod:`bimors.methods.fit_views`). Official: 10 passes
+  under the global random state. ``augment_views: 0`` keys on the un-augmented
+  features instead.
 - On classes without cache entries (base-to-new "new") the cache adds nothing
   to their columns: those are scored by zero-shot CLIP alone.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -31,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bimors.backbones.base import FrozenCLIP, ImageFeatures
+from bimors.methods.fit_views import AugmentedFit, check_views
 from bimors.methods.prompting import prompt_logits
 from bimors.methods.template import TemplateConfig, TemplateMethod
 
@@ -46,9 +52,12 @@ class TipAdapterConfig(TemplateConfig):
     search_scale: list[float] = dataclasses.field(default_factory=lambda: [7.0, 3.0])
     search_step: list[int] = dataclasses.field(default_factory=lambda: [200, 20])
     search: bool = True
+    augment_views: int = 0
+    augment_scale: list[float] = dataclasses.field(default_factory=lambda: [0.5, 1.0])
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_views(self.augment_views, self.augment_scale)
         if len(self.search_scale) != 2 or len(self.search_step) != 2:
             raise ValueError("search_scale and search_step take two values: [beta, alpha]")
         if any(s < 1 for s in self.search_step):
@@ -86,11 +95,11 @@ def search_hp(
     return best
 
 
-class TipAdapter(TemplateMethod):
+class TipAdapter(AugmentedFit, TemplateMethod):
     name = "tip_adapter"
     config_cls = TipAdapterConfig
     closed_form = True
-    image_fields = ("pooled",)
+    image_fields = ("pooled", "norm")  # the norm: views average raw features
 
     def __init__(
         self,
@@ -132,6 +141,7 @@ class TipAdapter(TemplateMethod):
         train_labels: Tensor,
         val: ImageFeatures | None = None,
         val_labels: Tensor | None = None,
+        views: Sequence[ImageFeatures] | None = None,
     ) -> dict[str, Any]:
         device = self.keys.device
         with torch.no_grad():

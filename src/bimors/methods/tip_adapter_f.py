@@ -7,17 +7,23 @@ with cross-entropy on ``100 f W^T + alpha exp(-beta (1 - f K^T)) V`` (AdamW,
 beta at their initial values); the epoch with the best held-out accuracy is
 kept, then alpha and beta are searched with the official grid.
 
+The initial keys are Tip-Adapter's: the mean of ``augment_views`` augmented
+views (preset 10, as the official ``augment_epoch``). Epoch e trains on view
+``e % augment_views`` of every image, so the whole fit runs on the feature cache
+inside :meth:`fit_features`, called by the one trainer's closed-form path.
+
 Deviations, on purpose: the held-out split is VALIDATION, not test (best epoch
-and alpha/beta alike); the training features are the cached un-augmented ones
-(the official code draws a fresh random crop/flip each epoch and averages 10
-augmented passes for the initial keys), so the whole fit runs on the feature
-cache inside :meth:`fit_features`, called by the one trainer's closed-form path.
+and alpha/beta alike); the official code draws a fresh random crop/flip every
+epoch, here the epochs cycle over the cached views (20 epochs over 10 views:
+each view twice); with ``augment_views: 0`` every epoch trains on the
+un-augmented features.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -61,11 +67,15 @@ class TipAdapterF(TipAdapter):
         train_labels: Tensor,
         val: ImageFeatures | None = None,
         val_labels: Tensor | None = None,
+        views: Sequence[ImageFeatures] | None = None,
     ) -> dict[str, Any]:
         if val is None or val_labels is None:
             raise ValueError("tip_adapter_f keeps the best epoch on a validation split; pass one")
         cfg, device = self.cfg, self.keys.device
         f = F.normalize(train.pooled.float(), dim=-1).to(device)
+        # what each epoch trains on: the augmented views in turn, else the keys' features
+        epoch_feats = [F.normalize(v.pooled.float(), dim=-1).to(device) for v in views or ()]
+        epoch_feats = epoch_feats or [f]
         y = train_labels.to(device)
         vf = F.normalize(val.pooled.float(), dim=-1).to(device)
         vy = val_labels.to(device)
@@ -88,9 +98,10 @@ class TipAdapterF(TipAdapter):
 
         best_acc, best_keys, best_epoch = val_acc(keys), keys.detach().clone(), 0
         for epoch in range(cfg.train_epoch):
+            fe = epoch_feats[epoch % len(epoch_feats)]
             for idx in torch.randperm(len(y), generator=gen).split(cfg.batch_size):
                 loss = F.cross_entropy(
-                    tip_f_logits(f[idx], keys, values, text, scale, a0, b0), y[idx]
+                    tip_f_logits(fe[idx], keys, values, text, scale, a0, b0), y[idx]
                 )
                 opt.zero_grad()
                 loss.backward()

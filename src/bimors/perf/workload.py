@@ -42,7 +42,7 @@ from bimors.data.split import Sample
 from bimors.data.transforms import build_transform
 from bimors.demo.tiny import CLIP_MEAN, CLIP_STD, build_hf_clip, build_open_clip, clip_shape
 from bimors.engine.data import TaskData
-from bimors.engine.extract import extract_features
+from bimors.engine.extract import closed_form_inputs
 from bimors.engine.feature_cache import FeatureCache
 from bimors.engine.features import CachedFeatures, FeatureSource
 from bimors.engine.precision import autocast, resolve_precision
@@ -174,13 +174,16 @@ class Workload:
             for batch in {self.opts.batch, self.eval_batch}:
                 self._loader(batch, self.precision)
             if self.fits:
-                self._fit_features(False, self.precision)
+                self._fit_inputs(False, self.precision)
         return time.perf_counter() - start
 
-    def _fit_features(self, reference: bool, precision: str) -> tuple[ImageFeatures, Tensor]:
-        """Features of every image as the trainer's closed-form path extracts them."""
-        source = None if reference else self.source
-        return extract_features(self.method, self.data, self.eval_batch, precision, source=source)
+    def _fit_inputs(self, reference: bool, precision: str) -> dict[str, Any]:
+        """``fit_features``' inputs as the trainer's closed-form path extracts them (the
+        augmented views included); every image is the validation split too."""
+        source = FeatureSource() if reference else self.source
+        return closed_form_inputs(
+            self.method, self.data, self.data, self.eval_batch, precision, source=source
+        )
 
     def fit(self, reference: bool, precision: str | None = None) -> dict[str, Any]:
         """One whole closed-form fit on ``classes x shots`` images (validation: the same).
@@ -195,8 +198,7 @@ class Workload:
         precision = "fp32" if reference else (precision or self.precision)
         self.method.reference_recipe = reference  # the text side too (Tip-Adapter's search)
         torch.manual_seed(self.opts.seed)
-        x, y = self._fit_features(reference, precision)
-        info = self.method.fit_features(x, y, x, y)
+        info = self.method.fit_features(**self._fit_inputs(reference, precision))
         self.method.train()
         return info
 
