@@ -222,6 +222,8 @@ def test_presets_follow_the_official_configs():
     other = resolve_config("tip_adapter_f", overrides=["data.dataset=resisc45"]).method_params
     assert (other.init_alpha, list(other.search_scale), other.train_epoch) == (1.17, [7.0, 3.0], 20)
     assert resolve_config("lp_pp").method_params.augment_views == 1
+    clap = resolve_config("clap").method_params  # epochs_aumentation 20, Dassl's crop
+    assert (clap.augment_views, list(clap.augment_scale)) == (20, [0.08, 1.0])
 
 
 @pytest.mark.parametrize(
@@ -233,3 +235,38 @@ def test_bad_view_settings_name_the_field(hf_backbone, field, value, match):
 
     with pytest.raises((ConfigError, ValueError), match=match):
         build_method("tip_adapter", hf_backbone, CLASSNAMES, {field: value})
+
+
+@pytest.mark.parametrize("name", ["tip_adapter", "tip_adapter_f", "lp_pp", "clap"])
+def test_a_fit_on_cached_views_equals_the_encoders_and_reuses_them(
+    name, backbone, scenes, tmp_path, monkeypatch
+):
+    train = _data(scenes, backbone, train=False, n=12)
+    val = _data(scenes, backbone, train=False, n=6)
+    cfg = TrainConfig(eval_batch_size=4)
+    small = {
+        "lp_pp": {"train_epoch": 5},
+        "clap": {"epochs": 3},
+        "tip_adapter_f": {"train_epoch": 2},
+    }
+    params = {"augment_views": 2, **small.get(name, {})}
+    if name.startswith("tip_adapter"):
+        params["search_step"] = [5, 4]
+
+    def fitted(source):
+        torch.manual_seed(0)
+        m = build_method(name, backbone, train.classnames, params)
+        info = fit_closed_form(m, train, val, cfg, source=source)
+        assert info["augment_views"] == 2
+        return m
+
+    plain = fitted(FeatureSource())
+    cached = fitted(CachedFeatures(FeatureCache(tmp_path)))
+    test_feats, _ = extract_features(plain, val, 4)
+    with torch.no_grad():
+        want, got = plain(test_feats), cached(test_feats)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    _no_image_encoder(monkeypatch, backbone)  # the next fit of the grid reads every view
+    again = fitted(CachedFeatures(FeatureCache(tmp_path)))
+    with torch.no_grad():
+        torch.testing.assert_close(again(test_feats), got, atol=0, rtol=0)

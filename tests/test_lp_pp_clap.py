@@ -127,9 +127,14 @@ def test_lp_pp_a_wrong_setting_is_caught(hf_backbone, wrong):
 
 # -- CLAP: jusiro/CLAP trainers/adapters.py, configs/trainers/SGD_lr1e-1_B256_ep300.yaml ---------
 def _official_clap(
-    raw, y, base, scale, epochs, lr=0.1, bs=256, seed=1, constraint=True, adapt=False
+    raw, y, base, scale, epochs, lr=0.1, bs=256, seed=1, constraint=True, adapt=False, images=None
 ):
-    """``ADAPTER.train`` with INIT=ZS restated on raw image features (one view each)."""
+    """``ADAPTER.train`` with INIT=ZS restated on raw image features.
+
+    ``raw``/``y`` are the feature bank (every augmented view of every image);
+    ``images`` is the number of images, whose loader sets the batches per epoch
+    (``len(self.train_loader_x)``); default: one view each.
+    """
 
     def forward_lp(x, p):
         return x / x.norm(dim=-1, keepdim=True) @ (p / p.norm(dim=-1, keepdim=True)).t() * scale
@@ -145,7 +150,8 @@ def _official_clap(
     warm_last = 0
     for g in opt.param_groups:
         g["lr"] = 1e-5
-    n_batches = len(torch.utils.data.DataLoader(range(len(y)), bs, drop_last=len(y) >= bs))
+    n_img = len(y) if images is None else images
+    n_batches = len(torch.utils.data.DataLoader(range(n_img), bs, drop_last=n_img >= bs))
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         idx = torch.randperm(len(y), generator=gen)
@@ -208,6 +214,29 @@ def test_clap_fits_like_the_official_loop(backbone, opts):
         zs = build_method("zeroshot", backbone, [CLASSNAMES[2], "forest"])(test)
         torch.testing.assert_close(m(test)[:, 0], got[:, 2], **TOL)
         torch.testing.assert_close(m(test)[:, 1], zs[:, 1], **TOL)
+
+
+@pytest.mark.parametrize("bs", [8, 256])
+def test_clap_fits_the_official_bank_of_augmented_views(backbone, bs):
+    # epochs_aumentation views of each image form one bank: multipliers over the whole bank,
+    # each epoch the first len(train_loader) batches (those of N images) of the shuffled bank
+    from bimors.methods.fit_views import mean_of_views
+
+    m = build_method("clap", backbone, CLASSNAMES, {"epochs": 6, "lr": 0.5, "batch_size": bs})
+    views, y = zip(*(_clusters(backbone.embed_dim, seed=s) for s in (0, 3, 4)), strict=True)
+    assert all(torch.equal(y[0], t) for t in y)
+    info = m.fit_features(mean_of_views(views), y[0], views=list(views))
+    raw = torch.cat([v.pooled * v.norm for v in views])
+    scale = backbone.logit_scale.float()
+    want = _official_clap(
+        raw, y[0].repeat(3), _raw_text(backbone), scale, 6, lr=0.5, bs=bs, images=len(y[0])
+    )
+    torch.testing.assert_close(m.prototypes.detach(), want, **TOL)
+    assert (info["train_images"], info["bank"]) == (len(y[0]), 3 * len(y[0]))
+    # one view per image is not the same fit
+    single = build_method("clap", backbone, CLASSNAMES, {"epochs": 6, "lr": 0.5, "batch_size": bs})
+    single.fit_features(views[0], y[0])
+    assert not torch.allclose(single.prototypes, m.prototypes, **TOL)
 
 
 @pytest.mark.parametrize("wrong", [{"lr": 0.4}, {"warmup_lr": 1e-3}, {"momentum": 0.5}])

@@ -22,14 +22,19 @@ Follows jusiro/CLAP ``trainers/adapters.py`` (``AdapterMethod``, ``CustomCLIP.fo
   ``method.constraint=false`` is the plain ZS-LP (``CONSTRAINT=none``).
   The final prototypes are those of the last epoch (no model selection).
 
-Deviations, on purpose: the official code extracts 20 randomly augmented views
-of every training image (``epochs_aumentation``) and draws its batches from them;
-here the features are the cached un-augmented ones (one view), so each epoch
-shuffles N features instead of 20N and the multipliers come from the zero-shot
-predictions on those; the fit runs on the feature cache inside
-:meth:`fit_features` (the one trainer's closed-form path); the shuffle uses
-torch's generator seeded by ``method.seed`` (official: numpy's global one). No
-hyper-parameter is chosen: the validation split is unused.
+The official code extracts ``epochs_aumentation`` (20) augmented views of every
+training image (Dassl's random-resized crop, area 0.08-1, and flip) into one
+bank of 20N features; the multipliers come from the zero-shot predictions on the
+whole bank, and each epoch shuffles the bank and takes the first
+``len(train_loader)`` batches (those of N images). Here the preset asks for
+``augment_views: 20`` seeded views per image from the feature cache
+(:mod:`bimors.methods.fit_views`) and the fit follows the same bank, inside
+:meth:`fit_features` (the one trainer's closed-form path).
+
+Deviations, on purpose: the views are seeded per (image, view) and the shuffle
+uses torch's generator seeded by ``method.seed`` (official: the global random
+states); ``augment_views: 0`` fits on the un-augmented features (one per image).
+No hyper-parameter is chosen: the validation split is unused.
 
 Base-to-new: a class never fitted keeps its initial prototype, its zero-shot
 text embedding (the point CLAP's penalty anchors every prototype to), so the
@@ -43,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -50,6 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from bimors.backbones.base import FrozenCLIP, ImageFeatures
+from bimors.methods.fit_views import AugmentedFit, check_views
 from bimors.methods.prompting import prompt_logits
 from bimors.methods.template import TemplateConfig, TemplateMethod
 
@@ -69,9 +76,12 @@ class CLAPConfig(TemplateConfig):
     constraint: bool = True
     adaptive: bool = False
     seed: int = 1
+    augment_views: int = 0
+    augment_scale: list[float] = dataclasses.field(default_factory=lambda: [0.08, 1.0])
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_views(self.augment_views, self.augment_scale)
         if self.lr <= 0 or self.epochs < 0 or self.batch_size < 1 or self.warmup_epochs < 0:
             raise ValueError("lr must be > 0, epochs >= 0, batch_size >= 1, warmup_epochs >= 0")
 
@@ -94,11 +104,11 @@ def zero_shot_multipliers(logits: Tensor, labels: Tensor) -> Tensor:
     return torch.diag(logits.softmax(-1).t() @ onehot) / onehot.sum(0)
 
 
-class CLAP(TemplateMethod):
+class CLAP(AugmentedFit, TemplateMethod):
     name = "clap"
     config_cls = CLAPConfig
     closed_form = True
-    image_fields = ("pooled",)
+    image_fields = ("pooled", "norm")  # the norm: augmented views carry it
 
     def __init__(
         self,
@@ -132,14 +142,18 @@ class CLAP(TemplateMethod):
         train_labels: Tensor,
         val: ImageFeatures | None = None,
         val_labels: Tensor | None = None,
+        views: Sequence[ImageFeatures] | None = None,
     ) -> dict[str, Any]:
         cfg, device = self.cfg, self.prototypes.device
         n_cls = len(self.fitted_classnames)
         if sorted(set(train_labels.tolist())) != list(range(n_cls)):
             raise ValueError(f"CLAP needs training images of all {n_cls} classes")
         self.set_classnames(self.fitted_classnames)
-        f = train.pooled.float().to(device)
-        y = train_labels.to(device)
+        images = len(train_labels)
+        # the official bank: every view of every image (or the images themselves)
+        bank = [v.pooled for v in views] if views else [train.pooled]
+        f = torch.cat(bank).float().to(device)
+        y = train_labels.repeat(len(bank)).to(device)
         base = self.raw_text().float()
         scale = self.backbone.logit_scale.detach().float()
         with torch.no_grad():
@@ -151,7 +165,8 @@ class CLAP(TemplateMethod):
         protos = nn.Parameter(base.clone())
         opt = torch.optim.SGD([protos], lr=clap_lr(cfg, 0), momentum=cfg.momentum)
         n = len(y)
-        n_batches = n // cfg.batch_size if n >= cfg.batch_size else 1
+        # len(train_loader): the batches of the N images, drawn from the shuffled bank
+        n_batches = images // cfg.batch_size if images >= cfg.batch_size else 1
         gen = torch.Generator().manual_seed(cfg.seed)
         loss = torch.zeros(())
         for epoch in range(cfg.epochs):
@@ -178,7 +193,8 @@ class CLAP(TemplateMethod):
         drift = float((protos.detach() - base).pow(2).sum(-1).mean())
         logger.info("CLAP: %d epochs, mean squared drift from zero-shot %.4g", cfg.epochs, drift)
         return {
-            "train_images": n,
+            "train_images": images,
+            "bank": n,
             "final_loss": float(loss.detach()),
             "mean_init_multiplier": float(lam0.mean()),
             "mean_sq_drift": drift,

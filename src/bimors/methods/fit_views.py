@@ -5,7 +5,8 @@ passes of the training images through a random-resized crop (area 0.5-1) and
 flip, averages the raw features over the passes and normalises the mean
 (``utils.build_cache_model``); Tip-Adapter-F starts from those keys and trains on
 a fresh augmented pass every epoch; LP++ extracts one such augmented pass
-(``main.py``'s ``train_tranform``, ``linear_probe_p2.py``). A method mixing in
+(``main.py``'s ``train_tranform``, ``linear_probe_p2.py``); CLAP trains on a bank
+of ``epochs_aumentation`` (20) views under Dassl's crop (area 0.08-1). A method mixing in
 :class:`AugmentedFit` asks the trainer's closed-form path for
 ``method.augment_views`` such views per training image; they are seeded per
 (image, view) and, with the feature cache on, cached once and shared by every
