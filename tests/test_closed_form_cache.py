@@ -50,14 +50,19 @@ def test_closed_form_fit_reads_the_cache_and_equals_the_plain_fit(
         fit_closed_form(m, train, val, cfg, source=source)
         return m
 
+    assert_cached_fit_equals_plain(fitted, val, tmp_path, monkeypatch, backbone)
+
+
+def assert_cached_fit_equals_plain(fitted, val, cache_dir, monkeypatch, backbone) -> None:
+    """``fitted(source)`` through the cache scores like through the encoder, and a second
+    fit from the same cache (the next cell of a grid) never runs the image encoder."""
     plain = fitted(FeatureSource())
-    cached = fitted(CachedFeatures(FeatureCache(tmp_path)))
+    cached = fitted(CachedFeatures(FeatureCache(cache_dir)))
     test_feats, _ = extract_features(plain, val, 4)
     with torch.no_grad():
         want, got = plain(test_feats), cached(test_feats)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
-    # the next fit of the grid reads every feature from the cache
     _no_image_encoder(monkeypatch, backbone)
-    again = fitted(CachedFeatures(FeatureCache(tmp_path)))
+    again = fitted(CachedFeatures(FeatureCache(cache_dir)))
     with torch.no_grad():
         torch.testing.assert_close(again(test_feats), got, atol=0, rtol=0)

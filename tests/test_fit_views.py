@@ -20,6 +20,7 @@ from bimors.methods import build_method
 from bimors.methods.fit_views import mean_of_views
 from bimors.methods.tip_adapter_f import tip_f_logits
 from bimors.run.config import resolve_config
+from tests.test_closed_form_cache import assert_cached_fit_equals_plain
 from tests.test_feature_cache import _data, _no_image_encoder
 
 SCALE = (0.5, 1.0)
@@ -260,13 +261,4 @@ def test_a_fit_on_cached_views_equals_the_encoders_and_reuses_them(
         assert info["augment_views"] == 2
         return m
 
-    plain = fitted(FeatureSource())
-    cached = fitted(CachedFeatures(FeatureCache(tmp_path)))
-    test_feats, _ = extract_features(plain, val, 4)
-    with torch.no_grad():
-        want, got = plain(test_feats), cached(test_feats)
-    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
-    _no_image_encoder(monkeypatch, backbone)  # the next fit of the grid reads every view
-    again = fitted(CachedFeatures(FeatureCache(tmp_path)))
-    with torch.no_grad():
-        torch.testing.assert_close(again(test_feats), got, atol=0, rtol=0)
+    assert_cached_fit_equals_plain(fitted, val, tmp_path, monkeypatch, backbone)

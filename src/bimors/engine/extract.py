@@ -183,7 +183,7 @@ def closed_form_inputs(
 ) -> dict[str, Any]:
     """The keyword arguments of ``method.fit_features`` for ``train`` and ``val``.
 
-    A method asking for ``augment_views`` V > 0 (Tip-Adapter, LP++) gets the mean
+    A method asking for ``augment_views`` V > 0 (Tip-Adapter, LP++, CLAP) gets the mean
     of V augmented views of each training image as ``train`` and the views
     themselves as ``views`` (Tip-Adapter-F trains on them); validation features
     stay un-augmented, as in the official codes. Others get the un-augmented
