@@ -24,10 +24,11 @@ def build_transform(
     mode = _MODES.get(pre.interpolation, T.InterpolationMode.BICUBIC)
     norm = T.Normalize(pre.mean, pre.std)
     if train:
-        crop = T.RandomResizedCrop(pre.image_size, interpolation=mode)
-        if scale is not None:
-            crop = T.RandomResizedCrop(pre.image_size, scale=tuple(scale), interpolation=mode)
-        steps = [crop, T.RandomHorizontalFlip()]
+        area = {} if scale is None else {"scale": tuple(scale)}
+        steps = [
+            T.RandomResizedCrop(pre.image_size, interpolation=mode, **area),
+            T.RandomHorizontalFlip(),
+        ]
     else:
         steps = [T.Resize(pre.image_size, interpolation=mode), T.CenterCrop(pre.image_size)]
     return T.Compose([*steps, T.ToTensor(), norm])

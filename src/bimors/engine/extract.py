@@ -200,7 +200,9 @@ def closed_form_inputs(
         x, y = extract_features(method, train, *args)
         out["train"] = x
     out["train_labels"] = y
-    if val is not None:
+    if val is train and not n_views:  # the same un-augmented images (bench): extract once
+        out["val"], out["val_labels"] = x, y
+    elif val is not None:
         out["val"], out["val_labels"] = extract_features(method, val, *args)
     return out
 
@@ -222,5 +224,4 @@ def fit_closed_form(
         method, train, val, cfg.eval_batch_size, cfg.precision, num_workers, progress, dist, source
     )
     out = method.fit_features(**inputs)
-    n_views = getattr(method, "augment_views", 0)
-    return {**out, "augment_views": n_views} if n_views else out
+    return {**out, "augment_views": len(inputs["views"])} if "views" in inputs else out
